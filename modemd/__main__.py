@@ -1,0 +1,3 @@
+from modemd.cli import main
+
+main()

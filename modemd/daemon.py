@@ -1,0 +1,235 @@
+"""The daemon: builds the layers from the config, starts their threads, watches them.
+
+Nothing here knows AT commands, PDUs or MQTT packets; it only wires the store, the modem
+drivers, the pipeline and the sinks together and reports liveness to systemd.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modemd.config import Config
+from modemd.errors import StoreError
+from modemd.modem.driver import ModemDriver
+from modemd.modem.state import ModemState
+from modemd.payload.engine import PayloadEngine
+from modemd.payload.senders import AllowList
+from modemd.pipeline import Pipeline, Route
+from modemd.sinks.base import Sink
+from modemd.sinks.mqtt import MqttSettings, MqttSink
+from modemd.store import STORE_FILENAME, Store
+from modemd.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+_CORRUPTION_SIGNS = ("malformed", "not a database", "integrity check failed", "corrupt")
+
+
+def open_store(state_dir: Path) -> Store:
+    """Open the store; a corrupt file is moved aside (kept for a person) and a new one made.
+
+    Messages not yet deleted from the modems are swept in again; the old file still holds
+    whatever it held, for `sqlite3 .recover`.
+    """
+    try:
+        return Store(state_dir)
+    except StoreError as exc:
+        if not any(sign in str(exc).lower() for sign in _CORRUPTION_SIGNS):
+            raise
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        for suffix in ("", "-wal", "-shm"):
+            path = state_dir / (STORE_FILENAME + suffix)
+            if path.exists():
+                path.rename(path.with_name(f"{path.name}.corrupt-{stamp}"))
+        log.error("store %s was corrupt (%s); moved aside as *.corrupt-%s, starting a new one",
+                  state_dir / STORE_FILENAME, exc, stamp)
+        return Store(state_dir)
+
+
+def mqtt_settings(config: Config) -> MqttSettings | None:
+    m = config.mqtt
+    if m is None or not m.enabled:
+        return None
+    password = m.password()
+    return MqttSettings(
+        host=m.host, port=m.port, gateway_id=config.gateway.id, base_topic=m.base_topic,
+        qos=m.qos, client_id=m.client_id, username=m.username,
+        password=password.get_secret_value() if password else None,
+        tls_ca=str(m.tls.ca) if m.tls and m.tls.ca else None,
+        tls_cert=str(m.tls.cert) if m.tls and m.tls.cert else None,
+        tls_key=str(m.tls.key) if m.tls and m.tls.key else None,
+        tls_insecure=bool(m.tls and m.tls.insecure),
+        keepalive=m.keepalive, max_inflight=m.max_inflight,
+        homeassistant=m.homeassistant, discovery_prefix=m.discovery_prefix,
+    )
+
+
+def build_sinks(config: Config, store: Store) -> list[Sink]:
+    sinks: list[Sink] = []
+    settings = mqtt_settings(config)
+    if settings is not None:
+        announce: list[tuple[str, dict[str, Any]]] = []
+        if settings.homeassistant:
+            from modemd.payload.discovery import gateway_discovery_messages
+
+            announce = gateway_discovery_messages(
+                settings.gateway_id, base_topic=settings.base_topic,
+                discovery_prefix=settings.discovery_prefix)
+        sinks.append(MqttSink(store, settings, discovery=announce))
+    influx = config.influx
+    if influx is not None and influx.enabled:
+        from modemd.sinks.influx import InfluxSink  # heavy import, only when configured
+
+        token = influx.token()
+        sinks.append(InfluxSink(
+            store, url=influx.url, org=influx.org, bucket=influx.bucket,
+            token=token.get_secret_value() if token else None, gateway_id=config.gateway.id,
+            verify_ssl=influx.verify_ssl, ssl_ca_cert=str(influx.ca) if influx.ca else None,
+            timeout_s=influx.timeout, batch_size=influx.batch_size,
+        ))
+    return sinks
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        notifier: Notifier | None = None,
+        port_resolver: Callable[[Any], str | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.port_resolver = port_resolver
+        self.store: Store | None = None
+        self.sinks: list[Sink] = []
+        self.pipeline: Pipeline | None = None
+        self.drivers: list[ModemDriver] = []
+        self._stop = threading.Event()
+        self._ready_sent = False
+
+    # --- building ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.config
+        self.store = store = open_store(cfg.gateway.state_dir)
+        self.sinks = build_sinks(cfg, store)
+        engine = None
+        discovery = None
+        if cfg.parser:
+            engine = PayloadEngine(cfg.parser, cfg.devices,
+                                   default_country_code=cfg.gateway.default_country_code)
+        if cfg.mqtt is not None and cfg.mqtt.enabled and cfg.mqtt.homeassistant:
+            from modemd.payload.discovery import discovery_messages
+
+            mq = cfg.mqtt
+
+            def discovery(reading: Any) -> list[tuple[str, dict[str, Any]]]:
+                return discovery_messages(reading, gateway_id=cfg.gateway.id,
+                                          base_topic=mq.base_topic,
+                                          discovery_prefix=mq.discovery_prefix)
+
+        self.pipeline = Pipeline(
+            store,
+            routes=[Route(s.name, s.kinds) for s in self.sinks],
+            engine=engine,
+            senders=AllowList({m.name: m.allowed_senders or None for m in cfg.modem},
+                              default_country_code=cfg.gateway.default_country_code),
+            multipart_timeout=cfg.gateway.multipart_timeout,
+            max_rows=cfg.outbox.max_rows,
+            max_age=cfg.outbox.max_age,
+            on_enqueued=self._wake_sinks,
+            discovery=discovery,
+        )
+        self.drivers = [
+            ModemDriver(
+                modem, journal=store.journal, on_committed=self.pipeline.wake,
+                on_state=self._modem_state, sweep_interval=cfg.gateway.sweep_interval,
+                health_interval=cfg.gateway.health_interval, port_resolver=self.port_resolver,
+            )
+            for modem in cfg.modem
+        ]
+        for sink in self.sinks:
+            sink.start()
+        self.pipeline.start()
+        for driver in self.drivers:
+            driver.start()
+        log.info("modemd started: gateway %s, %d modem(s), sinks: %s", cfg.gateway.id,
+                 len(self.drivers), ", ".join(s.name for s in self.sinks) or "none")
+
+    def _wake_sinks(self) -> None:
+        for sink in self.sinks:
+            sink.wake()
+
+    def _modem_state(self, state: ModemState) -> None:
+        if self.store is None:
+            return
+        names = {s.name for s in self.sinks}
+        document = state.document()
+        if "mqtt" in names:
+            cfg = self.config
+            if cfg.mqtt is not None and cfg.mqtt.homeassistant:
+                from modemd.payload.discovery import modem_discovery_messages
+
+                document["discovery"] = [
+                    [topic, payload] for topic, payload in modem_discovery_messages(
+                        gateway_id=cfg.gateway.id, modem_name=state.name,
+                        imei=state.identity.imei, base_topic=cfg.mqtt.base_topic,
+                        discovery_prefix=cfg.mqtt.discovery_prefix)
+                ]
+            self.store.outbox.put(sink="mqtt", kind="modem_state", msg_id=None, body=document)
+        if "influx" in names and state.online:
+            self.store.outbox.put(sink="influx", kind="modem_health", msg_id=None,
+                                  body=state.health())
+        self._wake_sinks()
+
+    # --- running -------------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Every thread that must run is running (the watchdog's condition)."""
+        if self.pipeline is None or self.pipeline._thread is None:
+            return False
+        threads_ok = self.pipeline._thread.is_alive() and all(d.alive for d in self.drivers)
+        return threads_ok and all(s._thread is not None and s._thread.is_alive()
+                                  for s in self.sinks)
+
+    def run_forever(self) -> None:
+        """Supervise until stop(): READY once a modem is up, WATCHDOG while healthy."""
+        interval = self.notifier.watchdog_interval
+        tick = min(1.0, interval) if interval else 1.0
+        while not self._stop.wait(tick):
+            self._maybe_ready()
+            if interval is not None and self.healthy():
+                self.notifier.watchdog()
+        self.notifier.stopping()
+
+    def _maybe_ready(self) -> None:
+        if self._ready_sent:
+            return
+        if not self.drivers or any(d.ready.is_set() for d in self.drivers):
+            self._ready_sent = True
+            up = sum(d.ready.is_set() for d in self.drivers)
+            status = f"{up}/{len(self.drivers)} modem(s) up"
+            self.notifier.ready(status)
+            log.info("ready: %s", status)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for driver in self.drivers:
+            driver.stop()
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        deadline = time.monotonic() + 3.0
+        for sink in self.sinks:
+            sink.stop(timeout=max(0.1, deadline - time.monotonic()))
+        if self.store is not None:
+            self.store.close()

@@ -1,0 +1,176 @@
+"""An AT session: one command in flight over a transport, unsolicited codes handed off.
+
+A reader thread moves bytes from the transport into the sans-IO parser and routes its events:
+information lines and the final result to the command in flight, URCs to ``on_urc`` (which
+must not block: the driver puts them on its queue). Commands are serialised by a lock and each
+waits for its final result with its own timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from modemd.at.events import ATEvent, FinalResult, Garbage, InfoLine, Prompt, Urc
+from modemd.at.parser import ATParser
+from modemd.errors import CommandFailed, CommandTimeout, TransportError
+from modemd.transport import SerialTransport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    command: str
+    lines: tuple[str, ...]
+    final: FinalResult
+
+    def first(self, prefix: str) -> str | None:
+        """The text after ``prefix:`` on the first line that has it."""
+        for line in self.lines:
+            if line.startswith(prefix + ":"):
+                return line[len(prefix) + 1 :].strip()
+        return None
+
+
+@dataclass
+class _Pending:
+    command: str
+    lines: list[str] = field(default_factory=list)
+    final: FinalResult | None = None
+    prompt: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class ATSession:
+    """Drives one modem port: ``execute()`` commands, receive URCs via ``on_urc``."""
+
+    def __init__(
+        self,
+        transport: SerialTransport,
+        *,
+        on_urc: Callable[[Urc], None],
+        on_garbage: Callable[[Garbage], None] | None = None,
+        urc_prefixes: Iterable[str] | None = None,
+        name: str = "modem",
+    ) -> None:
+        self.transport = transport
+        self.name = name
+        self._on_urc = on_urc
+        self._on_garbage = on_garbage
+        self._parser = ATParser() if urc_prefixes is None else ATParser(urc_prefixes=urc_prefixes)
+        self._command_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._pending: _Pending | None = None
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._failure: TransportError | None = None
+        self.dead = threading.Event()  # set when the transport failed (port vanished)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"at-reader-{self.name}", daemon=True
+        )
+        self._reader.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(2.0)
+        self.transport.close()
+        self._fail_pending()
+
+    # --- commands ---------------------------------------------------------------------
+
+    def execute(
+        self,
+        command: str,
+        *,
+        timeout: float = 10.0,
+        response_prefixes: Sequence[str] = (),
+        check: bool = True,
+        data: bytes | None = None,
+    ) -> Response:
+        """Send ``command`` and wait for its final result.
+
+        ``data`` is written after the ``> `` prompt (AT+CMGS/CMGW) followed by Ctrl-Z.
+        Raises CommandTimeout, TransportError, or (with ``check``) CommandFailed.
+        """
+        with self._command_lock:
+            if self._failure is not None:
+                raise self._failure
+            pending = _Pending(command)
+            with self._state_lock:
+                self._pending = pending
+                self._parser.command_started(
+                    command, response_prefixes=response_prefixes, expects_prompt=data is not None
+                )
+            try:
+                self.transport.write(command.encode("latin-1") + b"\r")
+                if data is not None:
+                    if not pending.done.wait(timeout) or not pending.prompt:
+                        raise CommandTimeout(command, timeout)
+                    pending.done.clear()
+                    self.transport.write(data + b"\x1a")
+                if not pending.done.wait(timeout):
+                    with self._state_lock:
+                        self._parser.command_aborted()
+                    raise CommandTimeout(command, timeout)
+            finally:
+                with self._state_lock:
+                    self._pending = None
+            if pending.final is None:
+                raise self._failure or TransportError("session closed", port=self.transport.port)
+            response = Response(command, tuple(pending.lines), pending.final)
+            if check and not pending.final.ok:
+                raise CommandFailed(command, pending.final.kind.value, pending.final.code)
+            return response
+
+    # --- the reader thread ----------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.transport.read()
+            except TransportError as exc:
+                if not self._stop.is_set():
+                    log.warning("%s: %s", self.name, exc)
+                    self._failure = exc
+                    self.dead.set()
+                    self._fail_pending()
+                return
+            if data:
+                with self._state_lock:
+                    events = self._parser.feed(data)
+                for event in events:
+                    self._dispatch(event)
+
+    def _dispatch(self, event: ATEvent) -> None:
+        if isinstance(event, Urc):
+            self._on_urc(event)
+            return
+        if isinstance(event, Garbage):
+            log.debug("%s: ignored %r (%s)", self.name, event.data[:60], event.reason)
+            if self._on_garbage is not None:
+                self._on_garbage(event)
+            return
+        pending = self._pending
+        if pending is None:
+            return
+        if isinstance(event, InfoLine):
+            pending.lines.append(event.text)
+        elif isinstance(event, Prompt):
+            pending.prompt = True
+            pending.done.set()
+        elif isinstance(event, FinalResult):
+            pending.final = event
+            pending.done.set()
+
+    def _fail_pending(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            pending.done.set()

@@ -1,0 +1,404 @@
+"""Home Assistant MQTT discovery documents for device fields, modems and the gateway.
+
+Pure functions: they return ``(topic, payload)`` pairs; the MQTT sink publishes each payload as
+JSON, retained, and re-sends them when ``homeassistant/status`` says ``online``.
+
+Shapes follow HA's documented discovery format:
+
+* topic ``<discovery_prefix>/<component>/<node_id>/<object_id>/config``; HA only accepts
+  ``[a-zA-Z0-9_-]`` in ``node_id`` and ``object_id``, so ids with other characters are
+  sanitised and given a short hash suffix to stay unique (:func:`topic_id`);
+* one ``sensor`` per field (``binary_sensor`` for bool fields, with ``payload_on``/
+  ``payload_off``; enum fields become ``device_class: enum`` sensors with ``options``);
+* ``unique_id`` ``modemd_<gw>_<device>_<field>``; ``object_id`` (the entity id suggestion HA
+  used until 2025.9) and ``default_entity_id`` (``<component>.<object_id>``, its 2025.10
+  replacement) are both sent unless ``legacy_object_id=False``;
+* ``device`` block (identifiers, name, model, manufacturer, suggested_area, via_device = the
+  gateway's device), ``origin`` block, and ``availability`` on ``<base>/<gw>/status`` with
+  ``online``/``offline``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from modemd import __version__
+from modemd.payload.config import (
+    DeviceSpec,
+    FieldSpec,
+    FieldType,
+    ParserRule,
+    device_id_problem,
+)
+from modemd.payload.model import Reading
+
+__all__ = [
+    "MODEM_SENSORS",
+    "DiscoveryMessage",
+    "ModemSensor",
+    "discovery_messages",
+    "gateway_discovery_messages",
+    "modem_discovery_messages",
+    "topic_id",
+    "value_template",
+]
+
+DiscoveryMessage = tuple[str, dict[str, Any]]
+
+_TOPIC_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
+_NOT_TOPIC_ID = re.compile(r"[^A-Za-z0-9_-]")
+_NOT_SLUG = re.compile(r"[^a-z0-9_]+")
+#: attribute names Jinja would resolve on the dict itself instead of the key
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+@dataclass(frozen=True, slots=True)
+class ModemSensor:
+    """One modem health sensor read from the ``<base>/<gw>/modem/<modem>/state`` document."""
+
+    key: str
+    name: str
+    template: str
+    device_class: str | None = None
+    unit: str | None = None
+    state_class: str | None = None
+    icon: str | None = None
+
+
+#: The modem health sensors. Templates assume the modem state document of design.md as
+#: ``{"signal": {"rssi": -71, "ber": 99}, "registration": "home", "storage": {"used": 3,
+#: "total": 30}, ...}``.
+MODEM_SENSORS: tuple[ModemSensor, ...] = (
+    ModemSensor(
+        key="signal",
+        name="Signal",
+        template="{{ value_json.signal.rssi }}",
+        device_class="signal_strength",
+        unit="dBm",
+        state_class="measurement",
+    ),
+    ModemSensor(
+        key="registration",
+        name="Registration",
+        template="{{ value_json.registration }}",
+        icon="mdi:antenna",
+    ),
+    ModemSensor(
+        key="storage_used",
+        name="SMS storage used",
+        template="{{ value_json.storage.used }}",
+        state_class="measurement",
+        icon="mdi:sim",
+    ),
+)
+
+
+def topic_id(text: str) -> str:
+    """*text* as a discovery topic level (``[A-Za-z0-9_-]+``), unique per input.
+
+    Text that is already valid is returned as is; otherwise invalid characters become ``_``
+    and 8 hex digits of its SHA-256 are appended, so ``"PUMP.01"`` and ``"PUMP_01"`` differ.
+    """
+    if _TOPIC_ID_RE.fullmatch(text):
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{_NOT_TOPIC_ID.sub('_', text)}_{digest}"
+
+
+def _slug(text: str) -> str:
+    return _NOT_SLUG.sub("_", text.lower()).strip("_") or "x"
+
+
+def value_template(field: str) -> str:
+    """``{{ value_json.<field> }}`` (subscript form for names like ``items``/``values``)."""
+    if field in _DICT_ATTRIBUTES:
+        return f"{{{{ value_json['{field}'] }}}}"
+    return f"{{{{ value_json.{field} }}}}"
+
+
+def _check_id(value: str, what: str) -> None:
+    problem = device_id_problem(value)
+    if problem:
+        raise ValueError(f"{what} {value!r}: {problem.replace('device id', what)}")
+
+
+def _availability(base_topic: str, gateway_id: str) -> list[dict[str, str]]:
+    return [
+        {
+            "topic": f"{base_topic}/{gateway_id}/status",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+        }
+    ]
+
+
+def _origin() -> dict[str, str]:
+    return {"name": "modemd", "sw_version": __version__}
+
+
+def _gateway_identifier(gateway_id: str) -> str:
+    return f"modemd_{gateway_id}"
+
+
+def _device_block(gateway_id: str, device: str, meta: DeviceSpec | None) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "identifiers": [f"modemd_{gateway_id}_{device}"],
+        "name": (meta.name if meta is not None and meta.name else device),
+    }
+    if meta is not None:
+        if meta.model:
+            block["model"] = meta.model
+        if meta.manufacturer:
+            block["manufacturer"] = meta.manufacturer
+        if meta.area:
+            block["suggested_area"] = meta.area
+    block["via_device"] = _gateway_identifier(gateway_id)
+    return block
+
+
+def _ids(
+    payload: dict[str, Any], component: str, unique_id: str, object_id: str, legacy: bool
+) -> None:
+    payload["unique_id"] = unique_id
+    if legacy:
+        payload["object_id"] = object_id
+    payload["default_entity_id"] = f"{component}.{object_id}"
+
+
+def _field_entity(
+    spec: FieldSpec,
+    *,
+    gateway_id: str,
+    device: str,
+    device_block: dict[str, Any],
+    state_topic: str,
+    availability: list[dict[str, str]],
+    expire_after: int | None,
+    json_attributes: bool,
+    legacy_object_id: bool,
+    discovery_prefix: str,
+) -> DiscoveryMessage:
+    field = spec.name
+    component = "binary_sensor" if spec.type == "bool" else "sensor"
+    payload: dict[str, Any] = {"name": field.replace("_", " ").capitalize()}
+    _ids(
+        payload,
+        component,
+        f"modemd_{gateway_id}_{device}_{field}",
+        _slug(f"{gateway_id}_{device}_{field}"),
+        legacy_object_id,
+    )
+    payload["state_topic"] = state_topic
+    if component == "binary_sensor":
+        access = value_template(field)[3:-3]
+        payload["value_template"] = f"{{{{ 'ON' if {access} else 'OFF' }}}}"
+        payload["payload_on"] = "ON"
+        payload["payload_off"] = "OFF"
+    else:
+        payload["value_template"] = value_template(field)
+    device_class = spec.effective_device_class
+    if device_class is not None:
+        payload["device_class"] = device_class
+    if component == "sensor":
+        state_class = spec.effective_state_class
+        if state_class is not None:
+            payload["state_class"] = state_class
+        if spec.unit is not None:
+            payload["unit_of_measurement"] = spec.unit
+        if spec.type == "enum" and spec.values:
+            payload["options"] = list(dict.fromkeys(spec.values.values()))
+    if spec.icon is not None:
+        payload["icon"] = spec.icon
+    if expire_after is not None:
+        payload["expire_after"] = expire_after
+    if json_attributes:
+        payload["json_attributes_topic"] = state_topic
+    payload["availability"] = availability
+    payload["device"] = device_block
+    payload["origin"] = _origin()
+    node = topic_id(f"{gateway_id}_{device}")
+    return f"{discovery_prefix}/{component}/{node}/{field}/config", payload
+
+
+def _specs_of_reading(reading: Reading) -> Iterable[FieldSpec]:
+    if reading.field_specs:
+        return reading.field_specs.values()
+    specs = []
+    for name, value in reading.fields.items():
+        kind: FieldType = (
+            "bool"
+            if isinstance(value, bool)
+            else "int"
+            if isinstance(value, int)
+            else "float"
+            if isinstance(value, float)
+            else "string"
+        )
+        specs.append(
+            FieldSpec(
+                name=name,
+                type=kind,
+                unit=reading.units.get(name),
+                device_class=reading.device_classes.get(name),
+                state_class=reading.state_classes.get(name, "none")
+                if kind in ("int", "float")
+                else None,
+            )
+        )
+    return specs
+
+
+def discovery_messages(
+    source: Reading | ParserRule,
+    device: str | None = None,
+    *,
+    gateway_id: str,
+    device_meta: DeviceSpec | None = None,
+    base_topic: str = "modemd",
+    discovery_prefix: str = "homeassistant",
+    json_attributes: bool = False,
+    legacy_object_id: bool = True,
+) -> list[DiscoveryMessage]:
+    """One discovery config per field of a device.
+
+    *source* is a :class:`Reading` (device, metadata, fields and ``expire_after`` come from it;
+    every field of its rule is announced, not only those present) or a :class:`ParserRule` with
+    the *device* id (optional for a rule with a fixed ``device``) and its *device_meta*.
+    Raises :class:`ValueError` for an unsafe gateway or device id.
+    """
+    if isinstance(source, Reading):
+        device = device or source.device
+        meta = device_meta if device_meta is not None else source.device_meta
+        specs = list(_specs_of_reading(source))
+        expire_after = source.expire_after
+    else:
+        device = device or source.device
+        if device is None:
+            raise ValueError(f"rule {source.name!r} has no fixed device: pass device=")
+        meta = device_meta
+        specs = list(source.fields.values())
+        expire_after = source.expire_after
+    _check_id(gateway_id, "gateway id")
+    _check_id(device, "device id")
+    state_topic = f"{base_topic}/{gateway_id}/device/{device}/state"
+    availability = _availability(base_topic, gateway_id)
+    block = _device_block(gateway_id, device, meta)
+    return [
+        _field_entity(
+            spec,
+            gateway_id=gateway_id,
+            device=device,
+            device_block=block,
+            state_topic=state_topic,
+            availability=availability,
+            expire_after=expire_after,
+            json_attributes=json_attributes,
+            legacy_object_id=legacy_object_id,
+            discovery_prefix=discovery_prefix,
+        )
+        for spec in specs
+    ]
+
+
+def modem_discovery_messages(
+    gateway_id: str,
+    modem_name: str,
+    imei: str | None,
+    *,
+    base_topic: str = "modemd",
+    discovery_prefix: str = "homeassistant",
+    model: str | None = None,
+    manufacturer: str | None = None,
+    legacy_object_id: bool = True,
+) -> list[DiscoveryMessage]:
+    """Health sensors (:data:`MODEM_SENSORS`) of one modem, from its retained state document.
+
+    The modem is its own HA device (identified by IMEI when known, so it keeps its history
+    when renamed or moved to another USB port), connected via the gateway.
+    """
+    _check_id(gateway_id, "gateway id")
+    _check_id(modem_name, "modem name")
+    ident = imei.strip() if imei and imei.strip() else None
+    if ident is not None:
+        _check_id(ident, "IMEI")
+    key = f"imei_{ident}" if ident is not None else f"{gateway_id}_{modem_name}"
+    block: dict[str, Any] = {
+        "identifiers": [f"modemd_modem_{key}"],
+        "name": f"Modem {modem_name}",
+    }
+    if model:
+        block["model"] = model
+    if manufacturer:
+        block["manufacturer"] = manufacturer
+    block["via_device"] = _gateway_identifier(gateway_id)
+    state_topic = f"{base_topic}/{gateway_id}/modem/{modem_name}/state"
+    node = topic_id(f"{gateway_id}_modem_{modem_name}")
+    messages: list[DiscoveryMessage] = []
+    for sensor in MODEM_SENSORS:
+        payload: dict[str, Any] = {"name": sensor.name}
+        _ids(
+            payload,
+            "sensor",
+            f"modemd_modem_{key}_{sensor.key}",
+            _slug(f"{gateway_id}_modem_{modem_name}_{sensor.key}"),
+            legacy_object_id,
+        )
+        payload["state_topic"] = state_topic
+        payload["value_template"] = sensor.template
+        if sensor.device_class:
+            payload["device_class"] = sensor.device_class
+        if sensor.state_class:
+            payload["state_class"] = sensor.state_class
+        if sensor.unit:
+            payload["unit_of_measurement"] = sensor.unit
+        if sensor.icon:
+            payload["icon"] = sensor.icon
+        payload["entity_category"] = "diagnostic"
+        payload["availability"] = _availability(base_topic, gateway_id)
+        payload["device"] = block
+        payload["origin"] = _origin()
+        messages.append((f"{discovery_prefix}/sensor/{node}/{sensor.key}/config", payload))
+    return messages
+
+
+def gateway_discovery_messages(
+    gateway_id: str,
+    *,
+    base_topic: str = "modemd",
+    discovery_prefix: str = "homeassistant",
+    legacy_object_id: bool = True,
+) -> list[DiscoveryMessage]:
+    """The gateway's own device (the ``via_device`` of every other one) and its connectivity
+    binary sensor, fed by the retained ``<base>/<gw>/status`` (``online``/``offline``, LWT)."""
+    _check_id(gateway_id, "gateway id")
+    payload: dict[str, Any] = {"name": "Status"}
+    _ids(
+        payload,
+        "binary_sensor",
+        f"modemd_{gateway_id}_status",
+        _slug(f"{gateway_id}_status"),
+        legacy_object_id,
+    )
+    payload.update(
+        {
+            "state_topic": f"{base_topic}/{gateway_id}/status",
+            "payload_on": "online",
+            "payload_off": "offline",
+            "device_class": "connectivity",
+            "entity_category": "diagnostic",
+            "device": {
+                "identifiers": [_gateway_identifier(gateway_id)],
+                "name": f"modemd {gateway_id}",
+                "manufacturer": "modemd",
+                "model": "SMS gateway",
+                "sw_version": __version__,
+            },
+            "origin": _origin(),
+        }
+    )
+    node = topic_id(gateway_id)
+    return [(f"{discovery_prefix}/binary_sensor/{node}/status/config", payload)]

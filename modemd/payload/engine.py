@@ -1,0 +1,253 @@
+"""The payload engine: pick the first matching rule, parse, convert, identify the device.
+
+::
+
+    engine = PayloadEngine(config.parser, config.devices, default_country_code="49")
+    reading = engine.parse(msg)          # Reading, or raises PayloadError (and nothing else)
+
+:meth:`PayloadEngine.parse` never raises anything but :class:`modemd.errors.PayloadError`,
+whatever the message holds: its ``rule`` and ``field`` attributes say where it failed, its
+message says why (without echoing more than a few characters of the input).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from modemd.errors import ConfigError, PayloadError
+from modemd.payload.config import (
+    DeviceSpec,
+    FieldSpec,
+    ParserRule,
+    PayloadConfig,
+    device_id_problem,
+)
+from modemd.payload.convert import ConversionError, convert
+from modemd.payload.formats import (
+    MAX_DATA_BYTES,
+    MAX_TEXT_CHARS,
+    TEXT_PARSERS,
+    RawValues,
+    binary_payload,
+    parse_binary,
+    show,
+)
+from modemd.payload.model import FieldValue, InboundMessage, Reading
+from modemd.payload.senders import SenderPatterns, normalise_country_code, normalise_e164
+
+__all__ = ["PayloadEngine"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    rule: ParserRule
+    senders: SenderPatterns | None
+    text: re.Pattern[str] | None
+    specs_by_name: Mapping[str, FieldSpec]
+
+
+class PayloadEngine:
+    """Parser rules plus the device registry; thread-safe (immutable after construction)."""
+
+    def __init__(
+        self,
+        rules: Sequence[ParserRule],
+        devices: Mapping[str, DeviceSpec],
+        *,
+        default_country_code: str | None = None,
+    ) -> None:
+        problems: list[tuple[str, str]] = []
+        try:
+            self._cc = normalise_country_code(default_country_code)
+        except ValueError as exc:
+            raise ConfigError([("default_country_code", str(exc))]) from None
+        self._devices: dict[str, DeviceSpec] = dict(devices)
+        self._by_number: dict[str, str] = {}
+        for device_id, spec in self._devices.items():
+            problem = device_id_problem(device_id)
+            if problem:
+                problems.append((f"devices.{device_id}", problem))
+            for number in spec.numbers:
+                normal = normalise_e164(number, self._cc)
+                owner = self._by_number.setdefault(normal, device_id)
+                if owner != device_id:
+                    problems.append(
+                        (f"devices.{device_id}.numbers", f"{number!r} also belongs to {owner!r}")
+                    )
+        names: set[str] = set()
+        for i, rule in enumerate(rules):
+            if rule.name in names:
+                problems.append((f"parser[{i}].name", f"duplicate rule name {rule.name!r}"))
+            names.add(rule.name)
+        if problems:
+            raise ConfigError(problems)
+        self._rules: tuple[_Compiled, ...] = tuple(self._compile(rule) for rule in rules)
+
+    @classmethod
+    def from_config(
+        cls, config: PayloadConfig, *, default_country_code: str | None = None
+    ) -> PayloadEngine:
+        return cls(config.parser, config.devices, default_country_code=default_country_code)
+
+    def _compile(self, rule: ParserRule) -> _Compiled:
+        senders = (
+            SenderPatterns(rule.match.sender, default_country_code=self._cc)
+            if rule.match.sender
+            else None
+        )
+        text = re.compile(rule.match.text) if rule.match.text is not None else None
+        specs = {spec.name: spec for spec in rule.fields.values()}
+        return _Compiled(rule, senders, text, specs)
+
+    # ------------------------------------------------------------------------------- queries
+
+    @property
+    def rules(self) -> tuple[ParserRule, ...]:
+        return tuple(c.rule for c in self._rules)
+
+    @property
+    def devices(self) -> Mapping[str, DeviceSpec]:
+        return dict(self._devices)
+
+    def rule(self, name: str) -> ParserRule | None:
+        """The rule called *name*."""
+        for compiled in self._rules:
+            if compiled.rule.name == name:
+                return compiled.rule
+        return None
+
+    def normalise(self, sender: str) -> str:
+        """*sender* in E.164 form, using the engine's default country code."""
+        return normalise_e164(sender, self._cc)
+
+    def device_for_sender(self, sender: str) -> str | None:
+        """The id of the ``[devices]`` entry that lists *sender*, if any."""
+        return self._by_number.get(self.normalise(sender))
+
+    # ------------------------------------------------------------------------------ matching
+
+    def _match(self, msg: InboundMessage, sender: str) -> _Compiled | None:
+        text = msg.text[:MAX_TEXT_CHARS] if msg.text is not None else None
+        for compiled in self._rules:
+            spec = compiled.rule.match
+            if spec.port is not None and msg.port != spec.port:
+                continue
+            if spec.modem is not None and msg.modem != spec.modem:
+                continue
+            if compiled.senders is not None and not compiled.senders.matches_normalised(sender):
+                continue
+            if compiled.text is not None and (text is None or not compiled.text.search(text)):
+                continue
+            return compiled
+        return None
+
+    def match(self, msg: InboundMessage) -> ParserRule | None:
+        """The first rule whose criteria all hold for *msg* (rules are tried in order)."""
+        compiled = self._match(msg, self.normalise(msg.sender))
+        return compiled.rule if compiled is not None else None
+
+    # ------------------------------------------------------------------------------- parsing
+
+    def parse(self, msg: InboundMessage) -> Reading:
+        """Parse *msg* into a :class:`Reading`; raises :class:`PayloadError` only."""
+        try:
+            return self._parse(msg)
+        except PayloadError:
+            raise
+        except Exception as exc:
+            raise PayloadError(
+                f"internal error while parsing: {type(exc).__name__}: {show(str(exc), 80)}"
+            ) from exc
+
+    def _parse(self, msg: InboundMessage) -> Reading:
+        if msg.text is not None and len(msg.text) > MAX_TEXT_CHARS:
+            raise PayloadError(f"text of {len(msg.text)} characters exceeds {MAX_TEXT_CHARS}")
+        if msg.data is not None and len(msg.data) > MAX_DATA_BYTES:
+            raise PayloadError(f"data of {len(msg.data)} bytes exceeds {MAX_DATA_BYTES}")
+        sender = self.normalise(msg.sender)
+        compiled = self._match(msg, sender)
+        if compiled is None:
+            port = f", port {msg.port}" if msg.port is not None else ""
+            raise PayloadError(f"no parser rule matched (sender {show(sender)}{port})")
+        rule = compiled.rule
+        raw = self._extract(msg, rule)
+        fields: dict[str, FieldValue] = {}
+        units: dict[str, str] = {}
+        device_classes: dict[str, str] = {}
+        state_classes: dict[str, str] = {}
+        for key, spec in rule.fields.items():
+            value = raw.get(key)
+            if value is None or value == "":
+                if spec.required:
+                    raise PayloadError(
+                        f"required field {spec.name!r} (key {show(key)}) is missing",
+                        rule=rule.name,
+                        field=spec.name,
+                    )
+                continue
+            try:
+                fields[spec.name] = convert(value, spec)
+            except ConversionError as exc:
+                raise PayloadError(
+                    f"field {spec.name!r} (key {show(key)}): {exc}", rule=rule.name, field=spec.name
+                ) from None
+            if spec.unit is not None:
+                units[spec.name] = spec.unit
+            device_class = spec.effective_device_class
+            if device_class is not None:
+                device_classes[spec.name] = device_class
+            state_class = spec.effective_state_class
+            if state_class is not None:
+                state_classes[spec.name] = state_class
+        device = self._device_id(rule, raw, sender)
+        return Reading(
+            device=device,
+            measurement=rule.measurement,
+            fields=fields,
+            units=units,
+            device_classes=device_classes,
+            state_classes=state_classes,
+            rule=rule.name,
+            sent_at=msg.sent_at,
+            msg_id=msg.msg_id,
+            modem=msg.modem,
+            sender=sender,
+            device_meta=self._devices.get(device),
+            expire_after=rule.expire_after,
+            field_specs=compiled.specs_by_name,
+        )
+
+    def _extract(self, msg: InboundMessage, rule: ParserRule) -> RawValues:
+        if rule.format == "binary":
+            return parse_binary(binary_payload(msg.text, msg.data, rule), rule)
+        if msg.text is None:
+            raise PayloadError(f"format {rule.format} needs a text message", rule=rule.name)
+        return TEXT_PARSERS[rule.format](msg.text.strip(), rule)
+
+    def _device_id(self, rule: ParserRule, raw: RawValues, sender: str) -> str:
+        if rule.device is not None:
+            return rule.device
+        if rule.device_from == "sender":
+            device = self._by_number.get(sender)
+            if device is None:
+                # '+' is an MQTT wildcard: a bare E.164 number becomes its digits.
+                device = sender[1:] if sender.startswith("+") else sender
+            field = "sender"
+        else:
+            field = rule.device_field or ""
+            value: object = raw.get(rule.device_key or "")
+            if value is None or value == "":
+                raise PayloadError(
+                    f"device id field {show(field)} is missing", rule=rule.name, field=field
+                )
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise PayloadError(
+                    f"device id field {show(field)} is not a string", rule=rule.name, field=field
+                )
+            device = value.strip() if isinstance(value, str) else str(value)
+        problem = device_id_problem(device)
+        if problem:
+            raise PayloadError(f"{problem}: {show(device)}", rule=rule.name, field=field)
+        return device

@@ -1,0 +1,91 @@
+"""What every sink shares: a worker thread draining its outbox queue, with capped backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from modemd.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s … up to ``cap``."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    attempt: int = field(default=0, init=False)
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * (2.0**self.attempt))
+        self.attempt = min(self.attempt + 1, 32)
+        return delay * random.uniform(0.8, 1.0)  # jitter, not crypto
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Sink(ABC):
+    """A consumer of one outbox queue, named ``name``, taking the outbox kinds in ``kinds``.
+
+    Subclasses implement :meth:`run_once`; the base runs it on a thread of its own until
+    :meth:`stop`, and :meth:`wake` cuts the idle wait short when new rows arrive, so a message
+    goes out within milliseconds of its commit instead of at the next poll.
+    """
+
+    name: str
+    kinds: frozenset[str]
+
+    def __init__(self, store: Store, *, idle_wait: float = 1.0) -> None:
+        self.store = store
+        self.idle_wait = idle_wait
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"sink-{self.name}", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until woken, stopped or ``seconds`` pass."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                # A sink bug must not kill delivery for good: log it, pause, go on.
+                log.exception("sink %s: unexpected error; retrying", self.name)
+                busy = False
+                self._stop.wait(1.0)
+            if not busy:
+                self.wait(self.idle_wait)
+
+    @abstractmethod
+    def run_once(self) -> bool:
+        """Deliver what is due; True if there may be more to do right away."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most sinks hold nothing to close
+        """Release connections (called after the thread stopped)."""

@@ -1,0 +1,263 @@
+"""The MQTT sink: outbox rows to the broker at QoS 1, a row leaving only on its PUBACK.
+
+paho-mqtt 2.x runs the network on its own thread and reconnects by itself (a broker that is
+down at boot is retried, never fatal). This sink's thread takes due rows from the outbox, at
+most ``max_inflight`` unacknowledged at a time, and acks them in the outbox when their PUBACK
+arrives. The gateway's status topic is retained ``online`` while connected and ``offline``
+through the Last Will when the daemon dies.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from modemd.sinks.base import Sink
+from modemd.store import Store
+from modemd.store.outbox import OutboxRow
+
+log = logging.getLogger(__name__)
+
+INFLIGHT_RESEND_AFTER = 120.0  # seconds without PUBACK before a row is offered again
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    host: str = "localhost"
+    port: int = 1883
+    gateway_id: str = "gateway"
+    base_topic: str = "modemd"
+    qos: int = 1
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_insecure: bool = False
+    keepalive: int = 30
+    max_inflight: int = 32
+    homeassistant: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+class Topics:
+    def __init__(self, base: str, gateway_id: str) -> None:
+        self.root = f"{base}/{gateway_id}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/status"
+
+    @property
+    def sms(self) -> str:
+        return f"{self.root}/sms"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.root}/deadletter"
+
+    def device_state(self, device: str) -> str:
+        return f"{self.root}/device/{device}/state"
+
+    def modem_state(self, modem: str) -> str:
+        return f"{self.root}/modem/{modem}/state"
+
+
+class MqttSink(Sink):
+    name = "mqtt"
+    kinds = frozenset({"sms", "reading", "deadletter", "modem_state"})
+
+    def __init__(self, store: Store, settings: MqttSettings, *,
+                 discovery: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
+        """``discovery``: Home Assistant configs announced on every connection (the gateway)."""
+        super().__init__(store, idle_wait=1.0)
+        self.settings = settings
+        self.topics = Topics(settings.base_topic, settings.gateway_id)
+        self.connected = threading.Event()
+        self._acked_mids: collections.deque[int] = collections.deque()
+        self._mid_to_seq: dict[int, int] = {}
+        self._early_mids: set[int] = set()
+        self._inflight: dict[int, float] = {}  # seq -> when published
+        self._announced: set[str] = set()  # discovery topics sent on this connection
+        self._discovery_cache: dict[str, dict[str, Any]] = dict(discovery)
+        self._connection_epoch = 0
+        self._seen_epoch = 0
+        self._client = self._make_client()
+
+    # --- paho client -------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client_id = s.client_id or f"modemd-{s.gateway_id}"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+        )
+        client.will_set(self.topics.status, "offline", qos=1, retain=True)
+        if s.username:
+            client.username_pw_set(s.username, s.password)
+        if s.tls_ca or s.tls_cert:
+            client.tls_set(
+                ca_certs=s.tls_ca, certfile=s.tls_cert, keyfile=s.tls_key,
+                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            client.tls_insecure_set(s.tls_insecure)
+        client.max_inflight_messages_set(s.max_inflight)
+        client.max_queued_messages_set(s.max_inflight * 4)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        s = self.settings
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        self._client.loop_start()
+        super().start()
+
+    def close(self) -> None:
+        if self.connected.is_set():
+            info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError) as exc:
+                log.debug("mqtt: offline status not confirmed: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any) -> None:
+        if reason_code.is_failure:
+            log.warning("mqtt: broker %s:%d refused the connection: %s",
+                        self.settings.host, self.settings.port, reason_code)
+            return
+        log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
+        client.publish(self.topics.status, "online", qos=1, retain=True)
+        if self.settings.homeassistant:
+            client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
+        self._connection_epoch += 1
+        self.connected.set()
+        self.wake()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        if self.connected.is_set():
+            log.warning("mqtt: disconnected (%s); rows wait in the outbox", reason_code)
+        self.connected.clear()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
+                    properties: Any) -> None:
+        self._acked_mids.append(mid)
+        self.wake()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == f"{self.settings.discovery_prefix}/status" and \
+                message.payload.strip() == b"online":
+            log.info("mqtt: Home Assistant restarted; discovery will be sent again")
+            self._connection_epoch += 1
+            self.wake()
+
+    # --- the sink thread -------------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        self._settle_acks()
+        if not self.connected.is_set():
+            return False
+        if self._seen_epoch != self._connection_epoch:
+            self._seen_epoch = self._connection_epoch
+            self._announced.clear()
+            for topic, payload in list(self._discovery_cache.items()):
+                self._publish_discovery(topic, payload)
+        self._expire_inflight()
+        room = self.settings.max_inflight - len(self._inflight)
+        if room <= 0:
+            return False
+        rows = self.store.outbox.fetch(self.name, limit=room, exclude=list(self._inflight))
+        for row in rows:
+            if not self.connected.is_set():
+                break
+            self._publish_row(row)
+        return len(rows) == room
+
+    def _settle_acks(self) -> None:
+        acked: list[int] = []
+        while self._acked_mids:
+            mid = self._acked_mids.popleft()
+            seq = self._mid_to_seq.pop(mid, None)
+            if seq is None:
+                self._early_mids.add(mid)  # PUBACK beat us to recording the mid
+            else:
+                acked.append(seq)
+                self._inflight.pop(seq, None)
+        if acked:
+            self.store.outbox.ack(self.name, acked)
+
+    def _expire_inflight(self) -> None:
+        cutoff = time.monotonic() - INFLIGHT_RESEND_AFTER
+        for seq, when in list(self._inflight.items()):
+            if when < cutoff:
+                del self._inflight[seq]
+
+    def _publish_row(self, row: OutboxRow) -> None:
+        try:
+            topic, payload, retain = self._render(row)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.store.outbox.poison(self.name, [row.seq], reason=f"cannot render: {exc!r}")
+            return
+        info = self._client.publish(topic, payload, qos=self.settings.qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("mqtt: publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+            return
+        if self.settings.qos == 0:
+            self.store.outbox.ack(self.name, [row.seq])
+            return
+        self._inflight[row.seq] = time.monotonic()
+        if info.mid in self._early_mids:
+            self._early_mids.discard(info.mid)
+            self._inflight.pop(row.seq, None)
+            self.store.outbox.ack(self.name, [row.seq])
+        else:
+            self._mid_to_seq[info.mid] = row.seq
+
+    def _render(self, row: OutboxRow) -> tuple[str, str, bool]:
+        body = row.body
+        if row.kind == "sms":
+            return self.topics.sms, _json(body), False
+        if row.kind == "deadletter":
+            return self.topics.deadletter, _json(body), False
+        if row.kind == "reading":
+            if self.settings.homeassistant:
+                for topic, payload in body.get("discovery", []):
+                    self._discovery_cache[topic] = payload
+                    if topic not in self._announced:
+                        self._publish_discovery(topic, payload)
+            return self.topics.device_state(body["device"]), _json(body["state"]), True
+        if row.kind == "modem_state":
+            if self.settings.homeassistant:
+                for topic, payload in body.get("discovery", []):
+                    self._discovery_cache[topic] = payload
+                    if topic not in self._announced:
+                        self._publish_discovery(topic, payload)
+            state = {key: value for key, value in body.items() if key != "discovery"}
+            return self.topics.modem_state(body["modem"]), _json(state), True
+        raise ValueError(f"unknown outbox kind {row.kind!r}")
+
+    def _publish_discovery(self, topic: str, payload: dict[str, Any]) -> None:
+        self._client.publish(topic, _json(payload), qos=1, retain=True)
+        self._announced.add(topic)
+
+
+def _json(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))

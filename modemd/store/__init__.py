@@ -1,0 +1,37 @@
+"""Journal and outbox in one SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modemd.store.database import Database
+from modemd.store.journal import CommitResult, Journal, JournalRecord, raw_id_for, set_id_for
+from modemd.store.outbox import Outbox, OutboxRow, SinkStats
+
+STORE_FILENAME = "modemd.sqlite3"
+
+
+class Store:
+    """The journal and the outbox over one database."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / STORE_FILENAME
+        self.db = Database(self.path)
+        self.journal = Journal(self.db)
+        self.outbox = Outbox(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+__all__ = [
+    "CommitResult",
+    "Journal",
+    "JournalRecord",
+    "Outbox",
+    "OutboxRow",
+    "SinkStats",
+    "Store",
+    "raw_id_for",
+    "set_id_for",
+]

@@ -1,0 +1,252 @@
+"""The journal: every PDU the modem handed over, committed before the modem may forget it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from modemd.store.database import Database, now
+
+RecordMode = Literal["pdu", "text", "invalid"]
+
+
+def tpdu_of(pdu: bytes) -> bytes:
+    """The TPDU inside a PDU that starts with the SMSC field (length octet first).
+
+    Hashing the TPDU, not the whole PDU, keeps the id stable when one modem reports the
+    SMSC and another (or the same one in another mode) does not.
+    """
+    if not pdu:
+        return pdu
+    smsc_len = pdu[0]
+    if 1 + smsc_len > len(pdu):
+        return pdu
+    return pdu[1 + smsc_len :]
+
+
+def raw_id_for(mode: RecordMode, raw: bytes) -> str:
+    """The stable id of one received record: sha256 of its TPDU (or of the record text)."""
+    material = tpdu_of(raw) if mode == "pdu" else raw
+    return hashlib.sha256(mode.encode() + b"\0" + material).hexdigest()[:32]
+
+
+def set_id_for(part_ids: Sequence[str]) -> str:
+    """The stable id of a multipart message: sha256 over its parts' ids in sequence order."""
+    return hashlib.sha256("\n".join(part_ids).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    seq: int
+    raw_id: str
+    modem: str
+    imei: str | None
+    storage: str | None
+    sim_index: int | None
+    mode: RecordMode
+    raw: bytes
+    received_at: float
+    state: str
+    error: str | None
+    msg_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    raw_id: str
+    inserted: bool  # False: this exact record was already journalled (re-read after a crash)
+
+
+@dataclass(frozen=True, slots=True)
+class PartRow:
+    group_key: str
+    sequence: int
+    total: int
+    raw_id: str
+    first_seen: float
+
+
+_RECORD_COLUMNS = (
+    "seq, raw_id, modem, imei, storage, sim_index, mode, raw, received_at, state, error, msg_id"
+)
+
+
+def _record(row: tuple[Any, ...]) -> JournalRecord:
+    seq, raw_id, modem, imei, storage, sim_index, mode, raw, received_at, state, error, msg_id = row
+    return JournalRecord(
+        seq, raw_id, modem, imei, storage, sim_index, mode, bytes(raw), received_at, state,
+        error, msg_id,
+    )
+
+
+class Journal:
+    """Raw records, multipart parts and delivered messages."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- ingest (the modem worker's thread) -------------------------------------------
+
+    def commit_raw(
+        self,
+        *,
+        modem: str,
+        mode: RecordMode,
+        raw: bytes,
+        imei: str | None = None,
+        storage: str | None = None,
+        sim_index: int | None = None,
+        received_at: float | None = None,
+    ) -> CommitResult:
+        """Commit one received record durably (fsync) and say whether it was new.
+
+        Only after this returns may the modem be told to delete the message.
+        """
+        raw_id = raw_id_for(mode, raw)
+        with self.db.transaction(durable=True) as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO journal"
+                "(raw_id, modem, imei, storage, sim_index, mode, raw, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (raw_id, modem, imei, storage, sim_index, mode, raw, received_at or now()),
+            )
+            inserted = cur.rowcount == 1
+            if not inserted:
+                self.db.bump(conn, "journal.duplicates")
+        return CommitResult(raw_id=raw_id, inserted=inserted)
+
+    # --- processing (the pipeline thread) ---------------------------------------------
+
+    def pending(self, *, limit: int = 100, after_seq: int = 0) -> list[JournalRecord]:
+        rows = self.db.connection().execute(
+            f"SELECT {_RECORD_COLUMNS} FROM journal WHERE state = 'new' AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [_record(row) for row in rows]
+
+    def get(self, raw_ids: Iterable[str]) -> dict[str, JournalRecord]:
+        ids = list(raw_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.connection().execute(
+            f"SELECT {_RECORD_COLUMNS} FROM journal WHERE raw_id IN ({marks})", ids
+        )
+        return {rec.raw_id: rec for rec in map(_record, rows)}
+
+    @staticmethod
+    def mark(
+        conn: sqlite3.Connection,
+        raw_id: str,
+        *,
+        state: Literal["done", "failed", "held"],
+        msg_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record the outcome of processing one journal row (inside the caller's transaction).
+
+        ``held``: a multipart part waiting for its set; it stays in ``parts`` until then.
+        """
+        conn.execute(
+            "UPDATE journal SET state = ?, msg_id = ?, error = ? WHERE raw_id = ?",
+            (state, msg_id, error, raw_id),
+        )
+
+    @staticmethod
+    def add_part(
+        conn: sqlite3.Connection, *, group_key: str, sequence: int, total: int, raw_id: str
+    ) -> bool:
+        """Keep a part for its set; False if this sequence number is already held."""
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO parts(group_key, sequence, total, raw_id, first_seen)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (group_key, sequence, total, raw_id, now()),
+        )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def parts_of(conn: sqlite3.Connection, group_key: str) -> list[PartRow]:
+        rows = conn.execute(
+            "SELECT group_key, sequence, total, raw_id, first_seen FROM parts"
+            " WHERE group_key = ? ORDER BY sequence",
+            (group_key,),
+        )
+        return [PartRow(*row) for row in rows]
+
+    @staticmethod
+    def drop_parts(conn: sqlite3.Connection, group_key: str) -> None:
+        conn.execute("DELETE FROM parts WHERE group_key = ?", (group_key,))
+
+    def expired_groups(self, *, older_than: float) -> list[str]:
+        rows = self.db.connection().execute(
+            "SELECT group_key FROM parts GROUP BY group_key HAVING MIN(first_seen) < ?",
+            (older_than,),
+        )
+        return [row[0] for row in rows]
+
+    @staticmethod
+    def record_message(
+        conn: sqlite3.Connection,
+        *,
+        msg_id: str,
+        modem: str,
+        sender: str | None,
+        sent_at: str | None,
+        status: str,
+        reason: str | None,
+        document: dict[str, Any],
+    ) -> bool:
+        """Store one delivered (or dead-lettered) message; False if the id is known already."""
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO messages(id, modem, sender, sent_at, received_at, status,"
+            " reason, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (msg_id, modem, sender, sent_at, now(), status, reason, json.dumps(document)),
+        )
+        return cur.rowcount == 1
+
+    # --- reading (CLI) ------------------------------------------------------------------
+
+    def recent_messages(self, *, limit: int = 20) -> list[dict[str, Any]]:
+        conn = self.db.connection()
+        rows = conn.execute(
+            "SELECT id, status, reason, document, received_at FROM messages"
+            " ORDER BY received_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        result: list[dict[str, Any]] = []
+        for msg_id, status, reason, document, received_at in rows:
+            deliveries = dict(
+                conn.execute(
+                    "SELECT sink, state FROM deliveries WHERE msg_id = ?", (msg_id,)
+                ).fetchall()
+            )
+            for sink, in conn.execute(
+                "SELECT DISTINCT sink FROM outbox WHERE msg_id = ?", (msg_id,)
+            ):
+                deliveries.setdefault(sink, "pending")
+            result.append(
+                {
+                    "id": msg_id,
+                    "status": status,
+                    "reason": reason,
+                    "received_at": received_at,
+                    "message": json.loads(document),
+                    "deliveries": deliveries,
+                }
+            )
+        return result
+
+    def records(self, *, limit: int = 20) -> list[JournalRecord]:
+        rows = self.db.connection().execute(
+            f"SELECT {_RECORD_COLUMNS} FROM journal ORDER BY seq DESC LIMIT ?", (limit,)
+        )
+        return [_record(row) for row in rows]
+
+    def count(self) -> int:
+        row = self.db.connection().execute("SELECT COUNT(*) FROM journal").fetchone()
+        return int(row[0])

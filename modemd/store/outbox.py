@@ -1,0 +1,223 @@
+"""Per-sink delivery queues: a row leaves only when its sink confirms it.
+
+Rows are written in the pipeline's transaction together with the message they carry. A
+sink fetches due rows, delivers them, and acks (delete), retries (later, with backoff) or
+poisons them (kept, with the server's reason, out of the way of the rest). The queue is
+bounded by rows and age; what the bound drops is counted and logged, never silent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modemd.store.database import Database, now
+
+log = logging.getLogger(__name__)
+
+KINDS = ("sms", "reading", "deadletter", "modem_state", "modem_health")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    seq: int
+    sink: str
+    kind: str
+    msg_id: str | None
+    body: dict[str, Any]
+    created_at: float
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    sink: str
+    pending: int
+    poisoned: int
+    oldest_age: float | None
+    dropped: int
+    delivered: int
+
+
+class Outbox:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def enqueue(
+        conn: sqlite3.Connection, *, sink: str, kind: str, msg_id: str | None, body: dict[str, Any]
+    ) -> None:
+        """Add a row inside the caller's transaction."""
+        conn.execute(
+            "INSERT INTO outbox(sink, kind, msg_id, body, created_at) VALUES (?, ?, ?, ?, ?)",
+            (sink, kind, msg_id, json.dumps(body, ensure_ascii=False), now()),
+        )
+
+    def put(self, *, sink: str, kind: str, msg_id: str | None, body: dict[str, Any]) -> None:
+        """Add a row in a transaction of its own (modem state and health, not messages)."""
+        with self.db.transaction() as conn:
+            self.enqueue(conn, sink=sink, kind=kind, msg_id=msg_id, body=body)
+
+    def fetch(self, sink: str, *, limit: int, exclude: Sequence[int] = ()) -> list[OutboxRow]:
+        """Rows of ``sink`` that are due now, oldest first, skipping ``exclude`` (in flight)."""
+        query = (
+            "SELECT seq, sink, kind, msg_id, body, created_at, attempts FROM outbox"
+            " WHERE sink = ? AND state = 'pending' AND next_attempt_at <= ?"
+        )
+        params: list[Any] = [sink, now()]
+        if exclude:
+            query += f" AND seq NOT IN ({','.join('?' * len(exclude))})"
+            params.extend(exclude)
+        query += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        rows = self.db.connection().execute(query, params)
+        return [
+            OutboxRow(seq, sink_, kind, msg_id, json.loads(body), created_at, attempts)
+            for seq, sink_, kind, msg_id, body, created_at, attempts in rows
+        ]
+
+    def ack(self, sink: str, seqs: Sequence[int]) -> None:
+        """The sink confirmed these rows: forget them, remember the delivery."""
+        if not seqs:
+            return
+        marks = ",".join("?" * len(seqs))
+        with self.db.transaction() as conn:
+            self._note_delivery(conn, sink, "delivered", f"seq IN ({marks})", tuple(seqs))
+            cur = conn.execute(
+                f"DELETE FROM outbox WHERE sink = ? AND seq IN ({marks})", (sink, *seqs)
+            )
+            self.db.bump(conn, f"outbox.{sink}.delivered", cur.rowcount)
+
+    def retry(self, sink: str, seqs: Sequence[int], *, delay: float, error: str) -> None:
+        if not seqs:
+            return
+        marks = ",".join("?" * len(seqs))
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, error = ?"
+                f" WHERE sink = ? AND seq IN ({marks})",
+                (now() + delay, error, sink, *seqs),
+            )
+
+    def poison(self, sink: str, seqs: Sequence[int], *, reason: str) -> None:
+        """Park rows the server refuses for good (e.g. HTTP 400), with its reason."""
+        if not seqs:
+            return
+        marks = ",".join("?" * len(seqs))
+        with self.db.transaction() as conn:
+            self._note_delivery(conn, sink, "poisoned", f"seq IN ({marks})", tuple(seqs))
+            cur = conn.execute(
+                "UPDATE outbox SET state = 'poisoned', error = ?, attempts = attempts + 1"
+                f" WHERE sink = ? AND seq IN ({marks})",
+                (reason, sink, *seqs),
+            )
+            self.db.bump(conn, f"outbox.{sink}.poisoned", cur.rowcount)
+        log.error("outbox %s: %d row(s) parked as poisoned: %s", sink, len(seqs), reason)
+
+    def enforce_bounds(self, *, max_rows: int, max_age: float) -> dict[str, int]:
+        """Drop the oldest pending rows beyond the bounds; count and log every drop."""
+        dropped: dict[str, int] = {}
+        with self.db.transaction() as conn:
+            sinks = [row[0] for row in conn.execute("SELECT DISTINCT sink FROM outbox")]
+            for sink in sinks:
+                n = self._drop(
+                    conn,
+                    sink,
+                    "created_at < ?",
+                    (now() - max_age,),
+                )
+                (count,) = conn.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE sink = ?", (sink,)
+                ).fetchone()
+                if count > max_rows:
+                    n += self._drop(
+                        conn,
+                        sink,
+                        "seq IN (SELECT seq FROM outbox WHERE sink = ? ORDER BY seq LIMIT ?)",
+                        (sink, count - max_rows),
+                    )
+                if n:
+                    dropped[sink] = n
+                    self.db.bump(conn, f"outbox.{sink}.dropped", n)
+        for sink, n in dropped.items():
+            log.warning("outbox %s: bound reached, dropped the %d oldest row(s)", sink, n)
+        return dropped
+
+    @staticmethod
+    def _note_delivery(
+        conn: sqlite3.Connection, sink: str, state: str, where: str, params: tuple[Any, ...]
+    ) -> None:
+        """Remember what became of each message's rows, for `modemd messages`."""
+        conn.execute(
+            "INSERT OR REPLACE INTO deliveries(msg_id, sink, state, at)"
+            f" SELECT msg_id, sink, ?, ? FROM outbox WHERE sink = ? AND {where}"
+            " AND msg_id IS NOT NULL",
+            (state, now(), sink, *params),
+        )
+
+    @staticmethod
+    def _drop(conn: sqlite3.Connection, sink: str, where: str, params: tuple[Any, ...]) -> int:
+        Outbox._note_delivery(conn, sink, "dropped", where, params)
+        cur = conn.execute(f"DELETE FROM outbox WHERE sink = ? AND {where}", (sink, *params))
+        return cur.rowcount
+
+    def replay(self, sink: str | None = None) -> int:
+        """Make every row (poisoned included) due now again."""
+        with self.db.transaction() as conn:
+            if sink is None:
+                cur = conn.execute(
+                    "UPDATE outbox SET state = 'pending', next_attempt_at = 0, error = NULL"
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE outbox SET state = 'pending', next_attempt_at = 0, error = NULL"
+                    " WHERE sink = ?",
+                    (sink,),
+                )
+            return cur.rowcount
+
+    def purge(self, sink: str | None = None, *, poisoned_only: bool = False) -> int:
+        """Delete rows on the operator's say-so (counted as purged)."""
+        where = "1=1" if sink is None else "sink = ?"
+        params: tuple[Any, ...] = () if sink is None else (sink,)
+        if poisoned_only:
+            where += " AND state = 'poisoned'"
+        with self.db.transaction() as conn:
+            cur = conn.execute(f"DELETE FROM outbox WHERE {where}", params)
+            self.db.bump(conn, "outbox.purged", cur.rowcount)
+            return cur.rowcount
+
+    def stats(self, sinks: Sequence[str] = ()) -> list[SinkStats]:
+        conn = self.db.connection()
+        counters = self.db.counters()
+        names = set(sinks) | {row[0] for row in conn.execute("SELECT DISTINCT sink FROM outbox")}
+        result = []
+        for sink in sorted(names):
+            pending, poisoned, oldest = conn.execute(
+                "SELECT SUM(state = 'pending'), SUM(state = 'poisoned'), MIN(created_at)"
+                " FROM outbox WHERE sink = ?",
+                (sink,),
+            ).fetchone()
+            result.append(
+                SinkStats(
+                    sink=sink,
+                    pending=int(pending or 0),
+                    poisoned=int(poisoned or 0),
+                    oldest_age=None if oldest is None else max(0.0, now() - oldest),
+                    dropped=counters.get(f"outbox.{sink}.dropped", 0),
+                    delivered=counters.get(f"outbox.{sink}.delivered", 0),
+                )
+            )
+        return result
+
+    def poisoned(self, sink: str, *, limit: int = 20) -> list[tuple[int, str, str | None]]:
+        rows = self.db.connection().execute(
+            "SELECT seq, kind, error FROM outbox WHERE sink = ? AND state = 'poisoned'"
+            " ORDER BY seq LIMIT ?",
+            (sink, limit),
+        )
+        return [(int(seq), kind, error) for seq, kind, error in rows]

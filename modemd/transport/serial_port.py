@@ -1,0 +1,120 @@
+"""Bytes in and out of a modem's AT port, through pyserial.
+
+The same code opens ``/dev/ttyUSB2``, ``/dev/serial/by-id/...``, a pseudo-terminal of the
+simulated modem or any pyserial URL (``rfc2217://``, ``socket://``). It never decodes text:
+the AT parser gets the bytes exactly as they came.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import termios
+import threading
+
+import serial
+
+from modemd.errors import TransportError
+
+log = logging.getLogger(__name__)
+
+
+def _explain_open_error(port: str, exc: Exception) -> str:
+    """Turn pyserial's open error into advice a field engineer can act on."""
+    err = getattr(exc, "errno", None)
+    text = str(exc)
+    if err == errno.ENOENT or "No such file" in text:
+        return "no such device: is the modem plugged in and in serial (not HiLink) mode?"
+    if err == errno.EACCES or "Permission denied" in text:
+        return "permission denied: add the service user to the 'dialout' group"
+    if err == errno.EBUSY or "busy" in text.lower() or "lock" in text.lower():
+        return (
+            "the port is in use by another program (ModemManager? another modemd?); "
+            "install systemd/99-modemd.rules to make ModemManager leave it alone"
+        )
+    return text
+
+
+class SerialTransport:
+    """An exclusive, byte-oriented connection to one serial port."""
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        baudrate: int = 115200,
+        rtscts: bool = False,
+        read_timeout: float = 0.1,
+        exclusive: bool = True,
+    ) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.rtscts = rtscts
+        self.read_timeout = read_timeout
+        self.exclusive = exclusive
+        self._serial: serial.Serial | None = None
+        self._write_lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._serial is not None and bool(self._serial.is_open)
+
+    def open(self) -> None:
+        """Open the port; TransportError explains why not (missing, permission, busy)."""
+        path = os.path.realpath(self.port) if self.port.startswith("/") else self.port
+        try:
+            ser = serial.serial_for_url(
+                path,
+                baudrate=self.baudrate,
+                rtscts=self.rtscts,
+                timeout=self.read_timeout,
+                write_timeout=5.0,
+                exclusive=self.exclusive if path.startswith("/") else None,
+                do_not_open=True,
+            )
+            ser.open()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise TransportError(_explain_open_error(self.port, exc), port=self.port) from exc
+        self._serial = ser
+        log.debug("opened %s (%s) at %d baud", self.port, path, self.baudrate)
+
+    def read(self) -> bytes:
+        """What arrived, waiting at most ``read_timeout``; b"" if nothing did.
+
+        Raises TransportError when the device is gone (USB unplug, pty closed).
+        """
+        ser = self._require()
+        try:
+            data: bytes = ser.read(1)
+            if data:
+                waiting = ser.in_waiting
+                if waiting:
+                    data += ser.read(waiting)
+            return data
+        except (serial.SerialException, OSError, termios.error, TypeError, AttributeError) as exc:
+            # TypeError/AttributeError: pyserial's read after a concurrent close().
+            raise TransportError(f"read failed: {exc}", port=self.port) from exc
+
+    def write(self, data: bytes) -> None:
+        ser = self._require()
+        try:
+            with self._write_lock:
+                ser.write(data)
+                ser.flush()
+        except (serial.SerialException, OSError, termios.error) as exc:
+            # termios.error is not an OSError: pyserial's flush() raises it after an unplug.
+            raise TransportError(f"write failed: {exc}", port=self.port) from exc
+
+    def close(self) -> None:
+        ser, self._serial = self._serial, None
+        if ser is not None:
+            try:
+                ser.close()
+            except (serial.SerialException, OSError, termios.error) as exc:
+                log.debug("closing %s: %s", self.port, exc)
+
+    def _require(self) -> serial.Serial:
+        if self._serial is None:
+            raise TransportError("port is not open", port=self.port)
+        return self._serial

@@ -1,0 +1,79 @@
+"""A subscriber that records what the broker delivers, for assertions."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Recorder:
+    def __init__(self, port: int, topics: list[str], *, host: str = "127.0.0.1",
+                 tls_ca: str | None = None) -> None:
+        self.port = port
+        self.messages: list[Received] = []
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"recorder-{time.monotonic_ns()}")
+        if tls_ca:
+            self.client.tls_set(ca_certs=tls_ca)
+        self._topics = topics
+        self._subscribed = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.connect(host, port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("recorder could not subscribe")
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        client.subscribe([(t, 1) for t in self._topics])
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain),
+                                          time.monotonic()))
+            self._cond.notify_all()
+
+    def on(self, topic: str) -> list[Received]:
+        with self._cond:
+            return [m for m in self.messages if mqtt.topic_matches_sub(topic, m.topic)]
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 15.0,
+                 ) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"timed out; got {len(self.messages)} message(s): "
+                        f"{[(m.topic, m.payload[:80]) for m in self.messages[-10:]]}")
+                self._cond.wait(left)
+            return list(self.messages)
+
+    def wait_count(self, topic: str, count: int, timeout: float = 15.0) -> list[Received]:
+        self.wait_for(lambda msgs: len([m for m in msgs if mqtt.topic_matches_sub(
+            topic, m.topic)]) >= count, timeout)
+        return self.on(topic)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,144 @@
+"""`modemd at`: the safe AT console, against the simulated modem over its pty."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from modemd.cli import app
+from modemd.modem.console import (
+    EXIT_FAILED,
+    EXIT_NO_PORT,
+    EXIT_OK,
+    EXIT_REFUSED,
+    destructive_reason,
+    run_console,
+)
+from modemd.simulator.modem import SimulatedModem
+from modemd.transport import SerialTransport
+from tests.helpers import unique_pdus
+
+IMEI = "867698041234567"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatedModem]:
+    modem = SimulatedModem(imei=IMEI)
+    modem.start()
+    yield modem
+    modem.stop()
+
+
+def console(port: str, command: str | None, *, force: bool = False) -> tuple[int, str]:
+    out = io.StringIO()
+    code = run_console(port, command, stdout=out, timeout=2.0, force=force)
+    return code, out.getvalue()
+
+
+def test_one_shot_cgsn_prints_the_imei(sim: SimulatedModem) -> None:
+    code, out = console(sim.port, "AT+CGSN")
+    assert code == EXIT_OK
+    assert out.splitlines() == [IMEI, "OK"]
+
+
+def test_one_shot_through_the_cli(sim: SimulatedModem) -> None:
+    result = CliRunner().invoke(app, ["at", sim.port, "AT+CGSN"])
+    assert result.exit_code == 0, result.output
+    assert IMEI in result.output and "OK" in result.output
+
+
+def test_answers_with_a_urc_prefix_are_the_answer_not_unsolicited(sim: SimulatedModem) -> None:
+    code, out = console(sim.port, "at+creg?;+csq")
+    assert code == EXIT_OK
+    assert out.splitlines() == ["+CREG: 0,1", "+CSQ: 20,99", "OK"]
+
+
+def test_an_error_result_exits_1(sim: SimulatedModem) -> None:
+    code, out = console(sim.port, "AT+NOSUCHCOMMAND")
+    assert code == EXIT_FAILED
+    assert out.splitlines()[-1].startswith(("ERROR", "+CME ERROR"))
+
+
+def test_no_answer_exits_1(sim: SimulatedModem) -> None:
+    sim.set_quirk("hang", True)
+    out = io.StringIO()
+    assert run_console(sim.port, "AT", stdout=out, timeout=0.3) == EXIT_FAILED
+    assert "no answer within 0.3 s" in out.getvalue()
+
+
+def test_refuses_while_another_transport_holds_the_port(sim: SimulatedModem) -> None:
+    holder = SerialTransport(sim.port)  # what the running daemon holds
+    holder.open()
+    try:
+        before = len(sim.command_log)
+        code, out = console(sim.port, "AT+CGSN")
+        assert code == EXIT_NO_PORT
+        assert "the port is in use (is modemd running? `systemctl stop modemd` first" in out
+        assert len(sim.command_log) == before
+    finally:
+        holder.close()
+    assert console(sim.port, "AT+CGSN")[0] == EXIT_OK
+
+
+def test_destructive_command_is_refused_without_force(sim: SimulatedModem) -> None:
+    (pdu,) = unique_pdus(1)
+    index = sim.store(pdu)
+    code, out = console(sim.port, f"AT+CMGD={index}")
+    assert code == EXIT_REFUSED
+    assert "refused 'AT+CMGD=" in out and "lost for good" in out and "--force" in out
+    assert sim.messages() == {index: pdu}
+    assert not any(c.upper().startswith("AT+CMGD") for c in sim.command_log)
+    # With force, it is sent.
+    code, out = console(sim.port, f"AT+CMGD={index}", force=True)
+    assert code == EXIT_OK, out
+    assert sim.messages() == {}
+
+
+@pytest.mark.parametrize("command", [
+    "AT+CMGD=1,4", "at+cmgd=3", "AT+CFUN=0", "AT+CFUN=4", "AT+CFUN=1,1", "AT+CFUN=16",
+    'AT+CPIN="1234"', "AT&F", "ATE0&F", "AT+CRSM=176,28539,0,0,12", "AT^RESET", "AT+CRESET",
+    "AT#REBOOT", 'AT^SETPORT="FF;1"', "ATE0;+CMGD=1", "AT&W", "AT+CMGS=24",
+])
+def test_destructive_commands(command: str) -> None:
+    assert destructive_reason(command) is not None
+
+
+@pytest.mark.parametrize("command", [
+    "AT", "ATI", "AT+CGSN", "AT+CMGD=?", "AT+CFUN?", "AT+CFUN=1", "AT+CFUN=1,0", "AT+CPIN?",
+    "AT+CMGL=4", "AT+CMGR=1", "AT+CSQ", 'AT+CPMS="SM","SM","SM"', "ATE0", "AT+CMGF=0",
+    'AT+CSCS="GSM";+CMGF=1',
+])
+def test_harmless_commands(command: str) -> None:
+    assert destructive_reason(command) is None
+
+
+class SlowInput(io.StringIO):
+    """Lines typed by a person: one every 0.15 s."""
+
+    def readline(self, size: int | None = -1) -> str:
+        time.sleep(0.15)
+        return super().readline(-1 if size is None else size)
+
+
+def test_interactive_prints_answers_and_urcs_and_asks_before_destructive(
+        sim: SimulatedModem) -> None:
+    typed = SlowInput("AT+CNMI=2,1,0,0,0\n\nAT+CFUN=0\nno\nAT+CGSN\nexit\nAT+CSQ\n")
+    out = io.StringIO()
+    timer = threading.Timer(0.4, lambda: sim.deliver(unique_pdus(1)[0]))
+    timer.start()
+    try:
+        code = run_console(sim.port, None, stdin=typed, stdout=out, timeout=2.0)
+    finally:
+        timer.join()
+    text = out.getvalue()
+    assert '[unsolicited] +CMTI: "SM",1' in text
+    assert "careful: +CFUN: 0 switches the radio off" in text and "not sent" in text
+    assert IMEI in text
+    assert "+CSQ" not in text  # 'exit' ended the session
+    assert code == EXIT_OK
+    assert not any(c.upper().startswith("AT+CFUN") for c in sim.command_log)
