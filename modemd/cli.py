@@ -365,11 +365,11 @@ def ports(
     as_json: JsonOption = False,
 ) -> None:
     """Serial ports with USB ids and by-id names, and which look like a modem's AT port."""
-    from modemd.modem.discovery import list_ports
+    from modemd.modem.discovery import field_hints, list_ports
 
     found = list_ports(probe=probe)
     if as_json:
-        _print_json([p.__dict__ for p in found])
+        _print_json([p.as_dict() for p in found])
         return
     if not found:
         typer.echo("no serial ports found")
@@ -377,6 +377,8 @@ def ports(
         mark = "AT " if p.looks_like_at else "   "
         typer.echo(f"{mark}{p.stable_path}  {p.usb_id or '-':<9} if{p.interface or '-'}  "
                    f"{p.description}")
+    for hint in field_hints(found):
+        typer.echo(hint)
 
 
 @app.command()
@@ -384,12 +386,13 @@ def probe(
     port: Annotated[str, typer.Argument(help="Device path or pyserial URL.")],
     baudrate: Annotated[int, typer.Option(help="Baud rate.")] = 115200,
     pin_file: Annotated[Path | None, typer.Option(help="Try this SIM PIN.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 3.0,
     as_json: JsonOption = False,
 ) -> None:
     """Identify the modem, SIM, network, signal and storage; say what is wrong."""
     from modemd.modem.probe import probe_port
 
-    report = probe_port(port, baudrate=baudrate,
+    report = probe_port(port, baudrate=baudrate, timeout=timeout,
                         pin=pin_file.read_text().strip() if pin_file else None)
     if as_json:
         _print_json(report.as_dict())
@@ -405,11 +408,14 @@ def at_console(
     None,
     baudrate: Annotated[int, typer.Option(help="Baud rate.")] = 115200,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 10.0,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Send a command that deletes, resets or touches the SIM.")] = False,
 ) -> None:
     """A safe AT console for field work (refuses while the daemon holds the port)."""
     from modemd.modem.console import run_console
 
-    raise typer.Exit(run_console(port, command, baudrate=baudrate, timeout=timeout))
+    raise typer.Exit(run_console(port, command, baudrate=baudrate, timeout=timeout,
+                                 force=force))
 
 
 def main() -> None:

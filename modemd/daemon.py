@@ -18,6 +18,7 @@ from modemd.config import Config
 from modemd.errors import StoreError
 from modemd.modem.driver import ModemDriver
 from modemd.modem.state import ModemState
+from modemd.payload.config import ParserRule
 from modemd.payload.engine import PayloadEngine
 from modemd.payload.senders import AllowList
 from modemd.pipeline import Pipeline, Route
@@ -27,6 +28,8 @@ from modemd.store import STORE_FILENAME, Store
 from modemd.systemd import Notifier
 
 log = logging.getLogger(__name__)
+
+READY_DEADLINE = 60.0  # seconds; well inside the unit's TimeoutStartSec
 
 _CORRUPTION_SIGNS = ("malformed", "not a database", "integrity check failed", "corrupt")
 
@@ -68,6 +71,16 @@ def mqtt_settings(config: Config) -> MqttSettings | None:
         keepalive=m.keepalive, max_inflight=m.max_inflight,
         homeassistant=m.homeassistant, discovery_prefix=m.discovery_prefix,
     )
+
+
+def rules_with_default_measurement(config: Config) -> list[ParserRule]:
+    """[influx] measurement is the measurement of every rule that does not name its own."""
+    influx = config.influx
+    if influx is None or "measurement" not in influx.model_fields_set:
+        return list(config.parser)
+    return [rule if "measurement" in rule.model_fields_set
+            else rule.model_copy(update={"measurement": influx.measurement})
+            for rule in config.parser]
 
 
 def build_sinks(config: Config, store: Store) -> list[Sink]:
@@ -113,17 +126,20 @@ class Daemon:
         self.drivers: list[ModemDriver] = []
         self._stop = threading.Event()
         self._ready_sent = False
+        self._last_status = ""
+        self._started_at = time.monotonic()
 
     # --- building ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started_at = time.monotonic()
         cfg = self.config
         self.store = store = open_store(cfg.gateway.state_dir)
         self.sinks = build_sinks(cfg, store)
         engine = None
         discovery = None
         if cfg.parser:
-            engine = PayloadEngine(cfg.parser, cfg.devices,
+            engine = PayloadEngine(rules_with_default_measurement(cfg), cfg.devices,
                                    default_country_code=cfg.gateway.default_country_code)
         if cfg.mqtt is not None and cfg.mqtt.enabled and cfg.mqtt.homeassistant:
             from modemd.payload.discovery import discovery_messages
@@ -193,11 +209,9 @@ class Daemon:
 
     def healthy(self) -> bool:
         """Every thread that must run is running (the watchdog's condition)."""
-        if self.pipeline is None or self.pipeline._thread is None:
+        if self.pipeline is None or not self.pipeline.alive:
             return False
-        threads_ok = self.pipeline._thread.is_alive() and all(d.alive for d in self.drivers)
-        return threads_ok and all(s._thread is not None and s._thread.is_alive()
-                                  for s in self.sinks)
+        return all(d.alive for d in self.drivers) and all(s.alive for s in self.sinks)
 
     def run_forever(self) -> None:
         """Supervise until stop(): READY once a modem is up, WATCHDOG while healthy."""
@@ -210,12 +224,19 @@ class Daemon:
         self.notifier.stopping()
 
     def _maybe_ready(self) -> None:
+        up = sum(d.state.online for d in self.drivers)
+        status = f"{up}/{len(self.drivers)} modem(s) up"
         if self._ready_sent:
+            if status != self._last_status:
+                self._last_status = status
+                self.notifier.status(status)
             return
-        if not self.drivers or any(d.ready.is_set() for d in self.drivers):
+        # READY once the store and a modem are up, or after READY_DEADLINE anyway: a modem
+        # unplugged at boot must not keep the unit "activating" until systemd kills it.
+        waited = time.monotonic() - self._started_at
+        if not self.drivers or up or waited >= READY_DEADLINE:
             self._ready_sent = True
-            up = sum(d.ready.is_set() for d in self.drivers)
-            status = f"{up}/{len(self.drivers)} modem(s) up"
+            self._last_status = status
             self.notifier.ready(status)
             log.info("ready: %s", status)
 

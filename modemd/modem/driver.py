@@ -25,7 +25,14 @@ from modemd.at.events import Garbage, Urc
 from modemd.at.parser import DEFAULT_URC_PREFIXES
 from modemd.config import ModemConfig
 from modemd.errors import ATError, CommandFailed, CommandTimeout, ModemdError, TransportError
-from modemd.modem.profiles import GENERIC, PROFILES, ModemProfile, detect_profile, profile_named
+from modemd.modem.profiles import (
+    GENERIC,
+    PIN_RETRY_QUERIES,
+    PROFILES,
+    ModemProfile,
+    detect_profile,
+    profile_named,
+)
 from modemd.modem.session import ATSession, Response
 from modemd.modem.state import ModemIdentity, ModemState
 from modemd.sinks.base import Backoff
@@ -85,6 +92,7 @@ class ModemDriver:
         self._session: ATSession | None = None
         self._backoff = Backoff(base=0.5, cap=max_backoff)
         self._read_storage: str | None = None
+        self._refused_pin: str | None = None
         self._primary_storage: str | None = None
         self._sweep_storages: tuple[str, ...] = ()
         self._next_sweep = 0.0
@@ -260,13 +268,29 @@ class ModemDriver:
             pin = self.config.resolved_pin()
             if not pin:
                 raise SimNotReady("the SIM needs a PIN: set pin_file in the [[modem]] section")
+            # A wrong PIN entered on every reconnect would lock the SIM (PUK) within seconds:
+            # enter each configured PIN once, and never with fewer than two attempts left.
+            if pin == self._refused_pin:
+                raise SimNotReady("the SIM refused the configured PIN; fix pin_file and restart")
+            left = self._pin_attempts_left()
+            if left is not None and left < 2:
+                raise SimNotReady(f"only {left} PIN attempt(s) left: not entering the PIN "
+                                  "automatically; check it with `modemd probe`")
             try:
                 self._cmd(f'AT+CPIN="{pin}"')
             except CommandFailed as exc:
+                self._refused_pin = pin
                 raise SimNotReady(f"the SIM refused the configured PIN ({exc.code})") from exc
             time.sleep(0.5)
             return
         raise SimNotReady(f"SIM not ready: {state} (PUK or a missing SIM need a person)")
+
+    def _pin_attempts_left(self) -> int | None:
+        for command, prefix, position in PIN_RETRY_QUERIES:
+            fields = [f.strip().strip('"') for f in self._value(command, prefix).split(",")]
+            if len(fields) > position and fields[position].isdigit():
+                return int(fields[position])
+        return None
 
     def _identify(self) -> None:
         manufacturer = self._value("AT+CGMI", "+CGMI")

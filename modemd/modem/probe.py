@@ -26,7 +26,7 @@ from modemd.at import responses as at
 from modemd.at.events import Garbage, Urc
 from modemd.at.parser import DEFAULT_URC_PREFIXES
 from modemd.errors import ATError, CommandFailed, CommandTimeout, TransportError
-from modemd.modem.profiles import PROFILES, detect_profile
+from modemd.modem.profiles import PIN_RETRY_QUERIES, PROFILES, detect_profile
 from modemd.modem.session import ATSession, Response
 from modemd.transport import SerialTransport
 
@@ -651,17 +651,11 @@ def _read_sim(p: _Prober) -> str:
     return "unknown"
 
 
-_RETRY_QUERIES: tuple[tuple[str, str, int], ...] = (
-    # command, answer prefix, index of the PIN retries among the answer's fields
-    ('AT+CPINR="SIM PIN"', "+CPINR", 1),  # 3GPP: +CPINR: SIM PIN,<retries>,<default>
-    ('AT+QPINC="SC"', "+QPINC", 1),  # Quectel: +QPINC: "SC",<pin retries>,<puk retries>
-    ("AT+SPIC", "+SPIC", 0),  # SIMCom: +SPIC: <pin retries>,<puk retries>,...
-)
 
 
 def pin_retries(p: _Prober) -> int | None:
     """How many PIN attempts the SIM has left, if the modem says (else None)."""
-    for command, prefix, position in _RETRY_QUERIES:
+    for command, prefix, position in PIN_RETRY_QUERIES:
         answer = p.value(command, prefix)
         if not answer:
             continue

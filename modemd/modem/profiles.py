@@ -38,6 +38,14 @@ class ModemProfile:
         return bool(ok_m and ok_n)
 
 
+# How to ask how many PIN attempts are left: the 3GPP command and the vendors' own.
+# (command, answer prefix, index of the PIN retries among the answer's fields)
+PIN_RETRY_QUERIES: tuple[tuple[str, str, int], ...] = (
+    ('AT+CPINR="SIM PIN"', "+CPINR", 1),  # 3GPP: +CPINR: SIM PIN,<retries>,<default>
+    ('AT+QPINC="SC"', "+QPINC", 1),  # Quectel: +QPINC: "SC",<pin retries>,<puk retries>
+    ("AT+SPIC", "+SPIC", 0),  # SIMCom: +SPIC: <pin retries>,<puk retries>,...
+)
+
 GENERIC = ModemProfile(name="generic", title="Any 3GPP TS 27.005 modem")
 
 PROFILES: tuple[ModemProfile, ...] = (

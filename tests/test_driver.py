@@ -1,0 +1,61 @@
+"""Driver behaviour that protects the SIM and the data: PIN handling, storage, settings."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from modemd.config import config_from_dict
+from modemd.daemon import Daemon, rules_with_default_measurement
+from modemd.simulator import SimulatedModem
+from tests.helpers import load, wait_until, write_config
+
+
+def test_a_refused_pin_is_entered_once_never_again(tmp_path: Path) -> None:
+    sim = SimulatedModem(pin="4321")
+    sim.start()
+    (tmp_path / "pin").write_text("0000\n")
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                       modems=[{"name": "m1", "port": sim.port, "pin_file": str(tmp_path / "pin")}])
+    daemon = Daemon(load(cfg))
+    daemon.start()
+    try:
+        driver = daemon.drivers[0]
+        wait_until(lambda: driver.state.last_error and "PIN" in driver.state.last_error,
+                   what="the refusal reported")
+        time.sleep(4)  # several reconnect attempts' worth of time
+        entered = [c for c in sim.command_log if c.upper().startswith("AT+CPIN=")]
+        assert len(entered) == 1, entered
+        assert "refused" in (driver.state.last_error or "")
+        assert not driver.state.online
+    finally:
+        daemon.stop()
+        sim.stop()
+
+
+def test_the_right_pin_unlocks_and_messages_flow(tmp_path: Path) -> None:
+    sim = SimulatedModem(pin="4321")
+    sim.start()
+    (tmp_path / "pin").write_text("4321\n")
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                       modems=[{"name": "m1", "port": sim.port, "pin_file": str(tmp_path / "pin")}])
+    daemon = Daemon(load(cfg))
+    daemon.start()
+    try:
+        wait_until(daemon.drivers[0].ready.is_set, what="unlocked and up")
+        assert daemon.drivers[0].state.identity.imsi
+    finally:
+        daemon.stop()
+        sim.stop()
+
+
+def test_influx_measurement_is_the_default_for_rules_without_one() -> None:
+    rule = {"match": {"text": "^ID="}, "format": "kv", "device_field": "ID",
+            "fields": {"BAT": {"name": "battery", "type": "float"}}}
+    cfg = config_from_dict({
+        "influx": {"url": "http://127.0.0.1:8428", "bucket": "b", "measurement": "field"},
+        "parser": [{"name": "plain", **rule}, {"name": "own", "measurement": "pumps", **rule}],
+    })
+    assert [r.measurement for r in rules_with_default_measurement(cfg)] == ["field", "pumps"]
+    plain = config_from_dict({"parser": [{"name": "plain", **rule}]})
+    assert [r.measurement for r in rules_with_default_measurement(plain)] == ["device_status"]
