@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -210,7 +211,8 @@ def outbox(
         (s == "mqtt" and cfg.mqtt is not None) or (s == "influx" and cfg.influx is not None))]
     stats = [st for st in store.outbox.stats(sinks) if sink is None or st.sink == sink]
     if as_json:
-        _print_json([st.__dict__ | {"parked": store.outbox.poisoned(st.sink)} for st in stats])
+        _print_json([dataclasses.asdict(st) | {"parked": store.outbox.poisoned(st.sink)}
+                     for st in stats])
         return
     typer.echo(f"{'sink':<8} {'pending':>8} {'parked':>7} {'oldest':>9} {'dropped':>8} "
                f"{'delivered':>10}")

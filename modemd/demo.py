@@ -7,6 +7,7 @@ injection into the simulated modem to the parsed reading.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import random
 import socket
@@ -19,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from modemd.config import config_from_dict
 from modemd.daemon import Daemon
+from modemd.errors import PayloadError
+from modemd.payload.model import InboundMessage
 from modemd.simulator import SimulatedModem
 from modemd.sms.encode import encode_deliver, encode_deliver_parts
 from modemd.sms.model import InformationElement
@@ -179,4 +183,23 @@ def _show_new(console: Console, daemon: Daemon, seen: set[str], sent_at: list[fl
         colour = "red" if row["status"] == "deadletter" else "green"
         console.print(f"[{colour}]{time.strftime('%H:%M:%S')} ← {msg.get('sender', '?')}"
                       f"{parts} ({msg.get('encoding', '-')}): {body}[/]")
+        reading = _reading_of(daemon, msg)
+        if reading:
+            console.print(f"[cyan]           {escape(reading)}[/]")
     return len(new)
+
+
+def _reading_of(daemon: Daemon, msg: dict[str, Any]) -> str:
+    """The reading the parser rules make of a message, as one line (for display only)."""
+    engine = daemon.pipeline.engine if daemon.pipeline else None
+    if engine is None or msg.get("type") != "deliver":
+        return ""
+    data = base64.b64decode(msg["data_b64"]) if "data_b64" in msg else None
+    try:
+        reading = engine.parse(InboundMessage(
+            msg_id=msg["id"], modem=msg["modem"], sender=msg["sender"], text=msg.get("text"),
+            data=data, port=msg.get("port"), sent_at=datetime.fromisoformat(msg["sent_at"])))
+    except PayloadError as exc:
+        return f"no reading ({exc}); published to the dead-letter topic"
+    fields = ", ".join(f"{k}={v}{reading.units.get(k) or ''}" for k, v in reading.fields.items())
+    return f"reading of {reading.device}: {fields}"

@@ -92,6 +92,7 @@ class MqttSink(Sink):
         self._announced: set[str] = set()  # discovery topics sent on this connection
         self._discovery_cache: dict[str, dict[str, Any]] = dict(discovery)
         self._connection_epoch = 0
+        self._closing = False
         self._seen_epoch = 0
         self._client = self._make_client()
 
@@ -128,6 +129,7 @@ class MqttSink(Sink):
         super().start()
 
     def close(self) -> None:
+        self._closing = True
         if self.connected.is_set():
             info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
             try:
@@ -153,7 +155,7 @@ class MqttSink(Sink):
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._closing:
             log.warning("mqtt: disconnected (%s); rows wait in the outbox", reason_code)
         self.connected.clear()
 

@@ -16,6 +16,7 @@ from modemd.sms.dcs import parse_dcs
 from modemd.sms.gsm7 import decode_gsm7, unpack_septets
 from modemd.sms.gsm7_tables import LANGUAGES, LOCKING_SHIFT, SINGLE_SHIFT
 from modemd.sms.model import (
+    ADDRESS_KINDS,
     IEI_CONCAT_8BIT,
     IEI_CONCAT_16BIT,
     IEI_NATIONAL_LOCKING_SHIFT,
@@ -23,7 +24,6 @@ from modemd.sms.model import (
     IEI_PORTS_8BIT,
     IEI_PORTS_16BIT,
     Address,
-    AddressKind,
     DataCoding,
     InformationElement,
     SmsDeliver,
@@ -49,16 +49,6 @@ _NIBBLE_SWAP = bytes(((octet & 0x0F) << 4) | (octet >> 4) for octet in range(256
 """Swaps the semi-octets of each octet, so ``.hex()`` lists address digits in order."""
 _SEMI_OCTET_TEXT = str.maketrans("abcde", "*#abc")
 """Hex digits a-e are the semi-octets 0xA-0xE: * # a b c (TS 23.040 9.1.2.5)."""
-_ADDRESS_KINDS: tuple[AddressKind, ...] = (
-    "unknown",
-    "international",
-    "national",
-    "network",
-    "subscriber",
-    "alphanumeric",
-    "abbreviated",
-    "unknown",  # 111 is reserved
-)
 _KNOWN_IE_LENGTHS = {
     IEI_CONCAT_8BIT: 3,
     IEI_CONCAT_16BIT: 4,
@@ -231,7 +221,7 @@ def _address(
         notes.append(f"{field}: type-of-address 0x{toa:02X} lacks its extension bit")
     ton = (toa >> 4) & 0b111
     npi = toa & 0x0F
-    kind = _ADDRESS_KINDS[ton]
+    kind = ADDRESS_KINDS[ton]
     if kind == "alphanumeric":
         # TS 23.040 9.1.2.5: GSM 7 bit characters packed into the semi-octets counted by the
         # length; only whole septets are characters (so no '@' out of the padding bits).

@@ -10,6 +10,16 @@ Alphabet = Literal["gsm7", "8bit", "ucs2"]
 AddressKind = Literal[
     "international", "national", "network", "subscriber", "alphanumeric", "abbreviated", "unknown"
 ]
+ADDRESS_KINDS: tuple[AddressKind, ...] = (  # by type of number, TS 23.040 9.1.2.5
+    "unknown",
+    "international",
+    "national",
+    "network",
+    "subscriber",
+    "alphanumeric",
+    "abbreviated",
+    "unknown",  # 111 is reserved
+)
 
 IEI_CONCAT_8BIT = 0x00
 IEI_PORTS_8BIT = 0x04
@@ -156,8 +166,32 @@ def concat_from_element(element: InformationElement) -> Concat | None:
     return Concat(reference=reference, total=total, sequence=sequence, ref_bits=bits)
 
 
+class _CodedUserData:
+    """What SMS-DELIVER and SMS-SUBMIT both derive from their coding scheme and header."""
+
+    __slots__ = ()
+    dcs: DataCoding
+    udh: UserDataHeader | None
+
+    @property
+    def encoding(self) -> Alphabet:
+        return self.dcs.alphabet
+
+    @property
+    def concat(self) -> Concat | None:
+        return self.udh.concat if self.udh is not None else None
+
+    @property
+    def ports(self) -> Ports | None:
+        return self.udh.ports if self.udh is not None else None
+
+    @property
+    def message_class(self) -> int | None:
+        return self.dcs.message_class
+
+
 @dataclass(frozen=True, slots=True)
-class SmsDeliver:
+class SmsDeliver(_CodedUserData):
     """An SMS-DELIVER (or a text-mode record read as one).
 
     ``tpdu`` is the TPDU without the SMSC field (for a text-mode record: a canonical UTF-8
@@ -179,25 +213,9 @@ class SmsDeliver:
     status_report_indication: bool
     warnings: tuple[str, ...]
 
-    @property
-    def encoding(self) -> Alphabet:
-        return self.dcs.alphabet
-
-    @property
-    def concat(self) -> Concat | None:
-        return self.udh.concat if self.udh is not None else None
-
-    @property
-    def ports(self) -> Ports | None:
-        return self.udh.ports if self.udh is not None else None
-
-    @property
-    def message_class(self) -> int | None:
-        return self.dcs.message_class
-
 
 @dataclass(frozen=True, slots=True)
-class SmsSubmit:
+class SmsSubmit(_CodedUserData):
     """An SMS-SUBMIT, as found in SIM storage lists (decode only).
 
     ``validity`` is a timedelta (relative or enhanced relative format), an aware datetime
@@ -215,22 +233,6 @@ class SmsSubmit:
     data: bytes | None
     tpdu: bytes
     warnings: tuple[str, ...]
-
-    @property
-    def encoding(self) -> Alphabet:
-        return self.dcs.alphabet
-
-    @property
-    def concat(self) -> Concat | None:
-        return self.udh.concat if self.udh is not None else None
-
-    @property
-    def ports(self) -> Ports | None:
-        return self.udh.ports if self.udh is not None else None
-
-    @property
-    def message_class(self) -> int | None:
-        return self.dcs.message_class
 
 
 _STATUS_TEXTS: dict[int, str] = {

@@ -15,8 +15,8 @@ from modemd.errors import DecodeError
 from modemd.sms.dcs import parse_dcs
 from modemd.sms.decode import YEAR_PIVOT, zone
 from modemd.sms.model import (
+    ADDRESS_KINDS,
     Address,
-    AddressKind,
     DataCoding,
     SmsDeliver,
     SmsStatusReport,
@@ -32,16 +32,6 @@ _TIMESTAMP = re.compile(
     re.ASCII,
 )
 _DIALABLE = re.compile(r"^\+?[0-9*#abcABC]*$")
-_KINDS: tuple[AddressKind, ...] = (
-    "unknown",
-    "international",
-    "national",
-    "network",
-    "subscriber",
-    "alphanumeric",
-    "abbreviated",
-    "unknown",
-)
 _RECORD_TAG = "modemd-text-record-v1"
 MAX_PLAUSIBLE_ZONE = 56  # quarter hours: UTC+14, the easternmost zone in use
 MAX_ZONE = 96  # quarter hours: a fixed offset must stay under 24 hours
@@ -175,7 +165,7 @@ def _address(field: _Field | None, type_field: _Field | None) -> Address:
     if toa is not None and 0 <= toa <= 0xFF:
         ton = (toa >> 4) & 0b111
         npi = toa & 0x0F
-        kind = _KINDS[ton]
+        kind = ADDRESS_KINDS[ton]
     elif number.startswith("+"):
         ton, npi, kind = 1, 1, "international"
     elif _DIALABLE.match(number):
