@@ -144,6 +144,7 @@ class Pipeline:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # before the work: a wake during it is not lost
             try:
                 busy = self.run_once()
             except Exception:
@@ -154,7 +155,6 @@ class Pipeline:
                 continue
             if not busy:
                 self._wake.wait(1.0)
-                self._wake.clear()
 
     def run_once(self) -> bool:
         """Process one batch of new journal rows; True if there may be more."""

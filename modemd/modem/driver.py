@@ -542,6 +542,10 @@ class ModemDriver:
         if cops:
             with contextlib.suppress(ATError):
                 self.state.operator = at.parse_cops(cops).name
+        command = self.profile.lte_quality_command
+        if command:  # vendor LTE quality (RSRP/RSRQ/SINR), kept as the modem words it
+            prefix = command.removeprefix("AT").removesuffix("?")
+            self.state.lte_quality = self._value(command, prefix) or None
         self._refresh_storage_use()
         self._publish_state()
 

@@ -34,6 +34,7 @@ class ModemState:
     registration: str | None = None
     rssi_dbm: int | None = None
     ber: int | None = None
+    lte_quality: str | None = None
     last_error: str | None = None
     received: int = 0
     recoveries: dict[str, int] = field(default_factory=dict)
@@ -58,7 +59,7 @@ class ModemState:
             "mode": self.mode,
             "operator": self.operator,
             "registration": self.registration,
-            "signal": {"rssi": self.rssi_dbm, "ber": self.ber},
+            "signal": {"rssi": self.rssi_dbm, "ber": self.ber, "lte": self.lte_quality},
             "storage": {"name": self.storage, "used": self.storage_used,
                         "total": self.storage_total},
             "received": self.received,

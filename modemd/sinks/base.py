@@ -73,10 +73,14 @@ class Sink(ABC):
     def wait(self, seconds: float) -> None:
         """Sleep until woken, stopped or ``seconds`` pass."""
         self._wake.wait(seconds)
-        self._wake.clear()
 
     def _run(self) -> None:
+        try:
+            self.preflight()
+        except Exception:
+            log.exception("sink %s: start-up check failed", self.name)
         while not self._stop.is_set():
+            self._wake.clear()  # before the work: a wake during it is not lost
             try:
                 busy = self.run_once()
             except Exception:
@@ -86,6 +90,9 @@ class Sink(ABC):
                 self._stop.wait(1.0)
             if not busy:
                 self.wait(self.idle_wait)
+
+    def preflight(self) -> None:  # noqa: B027 - optional hook
+        """A start-up check on the sink's own thread (never delays the daemon's start)."""
 
     @abstractmethod
     def run_once(self) -> bool:
