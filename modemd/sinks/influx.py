@@ -434,6 +434,12 @@ class InfluxSink(Sink):
         finally:
             self._client.close()
 
+    def preflight(self) -> None:
+        """Say plainly at start-up when the server cannot take v2 writes (e.g. InfluxDB 1.6)."""
+        problem = self.check()
+        if problem:
+            log.error("influx: %s; readings wait in the outbox until this is fixed", problem)
+
     def check(self, timeout_s: float = 5.0) -> str | None:
         """:func:`check_influx` with this sink's settings (bucket included)."""
         return check_influx(
