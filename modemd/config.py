@@ -119,6 +119,7 @@ class ModemConfig(_Model):
     allowed_senders: list[str] = Field(default_factory=list)
     profile: str = "auto"
     imei: str | None = None
+    iccid: str | None = None
     command_timeout: Duration = 10.0
 
     @field_validator("name")
@@ -147,6 +148,19 @@ class ModemConfig(_Model):
         if self.pin is not None and self.pin_file is not None:
             raise ValueError("give pin or pin_file, not both")
         return self
+
+    @field_validator("imei", "iccid")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{14,22}", value):
+            raise ValueError(f"{value!r} is not an IMEI (15 digits) or ICCID (18-22 digits)")
+        return value
+
+    def matches(self, *, imei: str | None, iccid: str | None) -> bool:
+        """Whether a modem with this identity is the one configured (True if none is named)."""
+        if self.imei and imei != self.imei:
+            return False
+        return not (self.iccid and iccid != self.iccid)
 
     def resolved_pin(self) -> str | None:
         if self.pin is not None:

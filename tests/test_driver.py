@@ -8,7 +8,7 @@ from pathlib import Path
 from modemd.config import config_from_dict
 from modemd.daemon import Daemon, rules_with_default_measurement
 from modemd.simulator import SimulatedModem
-from tests.helpers import load, wait_until, write_config
+from tests.helpers import load, on_sim, unique_pdus, wait_until, write_config
 
 
 def test_a_refused_pin_is_entered_once_never_again(tmp_path: Path) -> None:
@@ -59,3 +59,33 @@ def test_influx_measurement_is_the_default_for_rules_without_one() -> None:
     assert [r.measurement for r in rules_with_default_measurement(cfg)] == ["field", "pumps"]
     plain = config_from_dict({"parser": [{"name": "plain", **rule}]})
     assert [r.measurement for r in rules_with_default_measurement(plain)] == ["device_status"]
+
+
+def test_a_modem_without_pdu_mode_is_read_in_text_mode(tmp_path: Path) -> None:
+    sim = SimulatedModem(quirks={"cms_error": {"+CMGF=0": 303}})
+    sim.start()
+    before, live = unique_pdus(2, sender="+4915112345678", text="text mode {i}")
+    sim.store(before)
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                       modems=[{"name": "m1", "port": sim.port}])
+    daemon = Daemon(load(cfg))
+    daemon.start()
+    try:
+        driver = daemon.drivers[0]
+        wait_until(driver.ready.is_set, what="up in text mode")
+        assert driver.state.mode == "text"
+        sim.deliver(live)
+        assert daemon.store is not None
+        store = daemon.store
+        wait_until(lambda: len(store.journal.recent_messages()) == 2 and not on_sim(sim),
+                   what="both read and deleted")
+        rows = store.journal.records()
+        assert {r.mode for r in rows} == {"text"}
+        docs = sorted((m["message"] for m in store.journal.recent_messages()),
+                      key=lambda d: d["text"])
+        assert [d["text"] for d in docs] == ["text mode 0", "text mode 1"]
+        assert all(d["sender"] == "+4915112345678" for d in docs)
+        assert docs[0]["sent_at"] == "2026-11-25T10:00:00+00:00"
+    finally:
+        daemon.stop()
+        sim.stop()

@@ -111,3 +111,38 @@ def test_a_vanished_port_is_found_again_by_imei_and_swept(tmp_path: Path,
     finally:
         daemon.stop()
         sim.stop()
+
+
+def test_a_port_holding_another_modem_is_refused_and_ours_found_by_iccid(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    links = tmp_path / "by-id"
+    ours = SimulatedModem(imei="356938035640001", iccid="8949011234567000011",
+                          link_path=links / "usb-ours-if02")
+    other = SimulatedModem(imei="356938035640002", iccid="8949011234567000029",
+                           link_path=tmp_path / "ttyUSB2")
+    ours.start()
+    other.start()
+    monkeypatch.setenv("MODEMD_EXTRA_PORT_GLOB", str(links / "*"))
+    state = tmp_path / "state"
+    # After a USB reset the configured name points at the other modem.
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=state,
+                       modems=[{"name": "ours", "port": other.port, "iccid": ours.identity.iccid}])
+    daemon = Daemon(load(cfg), port_resolver=find_port_by_identity)
+    daemon.start()
+    try:
+        (theirs,) = unique_pdus(1, sender="+4915100000009")
+        other.store(theirs)
+        driver = daemon.drivers[0]
+        wait_until(driver.ready.is_set, timeout=30, what="our modem found")
+        assert driver.state.port == ours.port
+        assert driver.state.identity.iccid == ours.identity.iccid
+        assert driver.state.recoveries.get("rebind", 0) >= 1
+        (mine,) = unique_pdus(1, sender="+4915100000001")
+        ours.deliver(mine)
+        wait_until(lambda: [r.raw_id for r in journal_rows(state)] == [raw_id_for("pdu", mine)],
+                   what="our message journalled")
+        assert on_sim(other) == [theirs]  # the other modem's message was never taken
+    finally:
+        daemon.stop()
+        ours.stop()
+        other.stop()

@@ -78,8 +78,19 @@ def list_ports(*, probe: bool = False, timeout: float = 1.0) -> list[PortInfo]:
     return result
 
 
-def read_imei(port: str, *, baudrate: int = 115200, timeout: float = 1.0) -> str | None:
-    """Ask one port for its IMEI (AT+CGSN); None if it does not answer like a modem."""
+@dataclass(frozen=True, slots=True)
+class PortIdentity:
+    imei: str | None
+    iccid: str | None
+
+
+# Every ICCID query any profile knows: which one a modem answers is not known before asking.
+_ICCID_QUERIES = tuple(dict.fromkeys(q for p in PROFILES for q in p.iccid_commands))
+
+
+def read_identity(port: str, *, baudrate: int = 115200, timeout: float = 1.0,
+                  with_iccid: bool = False) -> PortIdentity | None:
+    """Ask one port for its IMEI (and ICCID); None if it does not answer like a modem."""
     from modemd.modem.session import ATSession
     from modemd.transport import SerialTransport
 
@@ -92,16 +103,39 @@ def read_imei(port: str, *, baudrate: int = 115200, timeout: float = 1.0) -> str
     session.start()
     try:
         session.execute("AT", timeout=timeout, check=False)
-        response = session.execute("AT+CGSN", timeout=timeout, check=False)
-        for line in response.lines:
-            digits = line.replace("+CGSN:", "").strip().strip('"')
-            if digits.isdigit() and 14 <= len(digits) <= 17:
-                return digits
-        return None
+        imei = _digits(session.execute("AT+CGSN", timeout=timeout, check=False).lines,
+                       "+CGSN", 14, 17)
+        if imei is None:
+            return None
+        iccid = None
+        for command, prefix in _ICCID_QUERIES if with_iccid else ():
+            answer = session.execute(command, timeout=timeout, check=False)
+            iccid = _digits(answer.lines, prefix, 18, 22, strip="F")
+            if iccid:
+                break
+        return PortIdentity(imei=imei, iccid=iccid)
     except ModemdError:
         return None
     finally:
         session.close()
+
+
+def _digits(lines: Sequence[str], prefix: str, shortest: int, longest: int,
+            strip: str = "") -> str | None:
+    for line in lines:
+        text = line.strip()
+        if prefix and text.startswith(prefix + ":"):
+            text = text[len(prefix) + 1 :]
+        text = text.strip().strip('"').rstrip(strip)
+        if text.isdigit() and shortest <= len(text) <= longest:
+            return text
+    return None
+
+
+def read_imei(port: str, *, baudrate: int = 115200, timeout: float = 1.0) -> str | None:
+    """Ask one port for its IMEI (AT+CGSN); None if it does not answer like a modem."""
+    found = read_identity(port, baudrate=baudrate, timeout=timeout)
+    return found.imei if found else None
 
 
 def candidate_ports() -> list[str]:
@@ -115,11 +149,13 @@ def candidate_ports() -> list[str]:
 
 
 def find_port_by_identity(config: ModemConfig) -> str | None:
-    """The port of the modem whose IMEI the config names, wherever it re-enumerated."""
-    if not config.imei:
+    """The port of the modem whose IMEI or ICCID the config names, wherever it re-enumerated
+    (a USB reset can turn ttyUSB2 into ttyUSB6)."""
+    if not config.imei and not config.iccid:
         return None
     for path in candidate_ports():
-        if read_imei(path, baudrate=config.baudrate) == config.imei:
+        found = read_identity(path, baudrate=config.baudrate, with_iccid=bool(config.iccid))
+        if found is not None and config.matches(imei=found.imei, iccid=found.iccid):
             return path
     return None
 

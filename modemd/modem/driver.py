@@ -56,6 +56,10 @@ class SimNotReady(ModemdError):
     """The SIM needs a PIN/PUK that the config does not give, or is missing."""
 
 
+class WrongModem(ModemdError):
+    """The port answers with another modem's IMEI/ICCID than the config names."""
+
+
 class _Stop(Exception):
     """Internal: the driver was asked to stop."""
 
@@ -93,6 +97,7 @@ class ModemDriver:
         self._backoff = Backoff(base=0.5, cap=max_backoff)
         self._read_storage: str | None = None
         self._refused_pin: str | None = None
+        self._wrong_modem = False
         self._primary_storage: str | None = None
         self._sweep_storages: tuple[str, ...] = ()
         self._next_sweep = 0.0
@@ -136,6 +141,8 @@ class ModemDriver:
                 self._went_offline(f"modem not answering: {exc}", step="reopen")
             except SimNotReady as exc:
                 self._went_offline(str(exc), step="sim")
+            except WrongModem as exc:
+                self._went_offline(str(exc), step="rebind")
             except ModemdError as exc:
                 self._went_offline(f"init failed: {exc}", step="reinit")
             finally:
@@ -161,7 +168,8 @@ class ModemDriver:
     def _resolve_port(self) -> str:
         port = self.config.port
         looks_like_path = port.startswith("/")
-        if looks_like_path and not os.path.exists(port) and self.port_resolver is not None:
+        lost = looks_like_path and (not os.path.exists(port) or self._wrong_modem)
+        if lost and self.port_resolver is not None:
             found = self.port_resolver(self.config)
             if found:
                 log.info("modem %s: found on %s", self.config.name, found)
@@ -184,6 +192,14 @@ class ModemDriver:
         self._session = session
         session.start()
         self._initialise()
+        ident = self.state.identity
+        if not self.config.matches(imei=ident.imei, iccid=ident.iccid):
+            # Another modem answers on this path (re-enumeration swapped them): never take
+            # its messages under this name; look for ours instead.
+            self._wrong_modem = True
+            raise WrongModem(f"{port} holds IMEI {ident.imei} / ICCID {ident.iccid}, not the "
+                             f"configured {self.config.imei or self.config.iccid}")
+        self._wrong_modem = False
         self.state.online = True
         self.state.last_error = None
         log.info(
