@@ -146,3 +146,31 @@ def test_a_port_holding_another_modem_is_refused_and_ours_found_by_iccid(
         daemon.stop()
         ours.stop()
         other.stop()
+
+
+def test_messages_notified_during_a_short_hang_arrive_right_after_it(tmp_path: Path) -> None:
+    sim = SimulatedModem()
+    sim.start()
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=state,
+                       gateway={"health_interval": 1, "sweep_interval": 300},
+                       modems=[{"name": "m1", "port": sim.port, "command_timeout": 1}])
+    daemon = Daemon(load(cfg))
+    daemon.start()
+    try:
+        driver = daemon.drivers[0]
+        wait_until(driver.ready.is_set, what="up")
+        sim.set_quirk("hang", True)
+        wait_until(lambda: driver.state.recoveries.get("timeout"), what="hang noticed")
+        pdus = unique_pdus(3)
+        for pdu in pdus:
+            sim.deliver(pdu)  # stored; the +CMTI is swallowed by the hung modem
+        sim.set_quirk("hang", False)
+        released = time.monotonic()
+        wait_until(lambda: len(journal_rows(state)) == 3 and not on_sim(sim), timeout=20,
+                   what="swept after recovery")
+        # Far sooner than the 300 s periodic sweep: the ladder sweeps once the modem answers.
+        assert time.monotonic() - released < 15
+    finally:
+        daemon.stop()
+        sim.stop()

@@ -582,6 +582,9 @@ class ModemDriver:
         try:
             self._sync()
             self.state.count("ping")
+            # Notifications sent while it was not answering may be lost: sweep now rather
+            # than at the next periodic sweep.
+            self.sweep()
             return
         except CommandTimeout:
             pass
