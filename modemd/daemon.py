@@ -217,7 +217,8 @@ class Daemon:
         """Supervise until stop(): READY once a modem is up, WATCHDOG while healthy."""
         interval = self.notifier.watchdog_interval
         tick = min(1.0, interval) if interval else 1.0
-        while not self._stop.wait(tick):
+        # Look for readiness often until READY is sent, then settle to the watchdog's pace.
+        while not self._stop.wait(tick if self._ready_sent else 0.05):
             self._maybe_ready()
             if interval is not None and self.healthy():
                 self.notifier.watchdog()

@@ -37,9 +37,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from modemd.simulator import SimulatedModem
-from modemd.sms import SmsDeliver, decode_pdu
+from modemd.sms import SmsDeliver, assemble, decode_pdu
 from modemd.store import STORE_FILENAME
-from modemd.store.journal import raw_id_for
+from modemd.store.journal import raw_id_for, set_id_for
 from tests.helpers import on_sim
 from tests.mosquitto import Mosquitto
 
@@ -62,7 +62,7 @@ def campaign_rng(fault: str) -> random.Random:
     return random.Random(f"{SEED}:{fault}")
 
 
-# --- the results file ----------------------------------------------------------------------
+# --- the results file ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -76,9 +76,11 @@ class Outcome:
     duplicated: int  # messages received more than once
     copies: int  # every extra copy (received - published)
     seconds: float
+    on_sim: int = 0  # lost ones still on the SIM at the end (not destroyed, not delivered)
     notes: str = ""
     problems: list[str] = field(default_factory=list)
     seed: str = SEED
+    verdict: str = "?"
 
 
 def record(outcome: Outcome) -> None:
@@ -100,7 +102,7 @@ def record(outcome: Outcome) -> None:
         handle.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-# --- a broker that keeps its subscribers' sessions across restarts ------------------------------
+# --- a broker that keeps its subscribers' sessions across restarts -------------------------------
 
 
 class PersistentBroker(Mosquitto):
@@ -135,6 +137,7 @@ class SmsLog:
                  client_id: str | None = None) -> None:
         self.topics = list(topics)
         self.arrivals: list[Arrival] = []
+        self.gave_up = False
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -170,8 +173,13 @@ class SmsLog:
         return Counter(str(a.doc.get("id")) for a in self.on(SMS_TOPIC))
 
     def wait_ids(self, wanted: Iterable[str], timeout: float) -> bool:
-        """True once every id in ``wanted`` arrived; False after ``timeout`` (no raise)."""
+        """True once every id in ``wanted`` arrived; False after ``timeout`` (no raise).
+
+        After one wait has failed, later ones wait 3 s at most: the fault test goes on to
+        count and fail without spending the campaign's time budget on more timeouts."""
         wanted = set(wanted)
+        if self.gave_up:
+            timeout = min(timeout, 3.0)
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -180,6 +188,7 @@ class SmsLog:
                     return True
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self.gave_up = True
                     return False
                 self._cond.wait(min(left, 0.5))
 
@@ -188,20 +197,43 @@ class SmsLog:
         self.client.loop_stop()
 
 
-# --- what was injected ----------------------------------------------------------------------------
+# --- what was injected ---------------------------------------------------------------------------
 
 
 class Injected:
-    """Messages that reached the SIM: id -> (sender, text), in order."""
+    """Messages that reached the SIM: id -> (sender, text), and the raw ids of their parts."""
 
     def __init__(self) -> None:
         self.messages: dict[str, tuple[str, str | None]] = {}
+        self.parts: dict[str, set[str]] = {}
 
     def add(self, pdus: Iterable[bytes]) -> None:
+        """Single-part messages, each its own message."""
         for pdu in pdus:
             message = decode_pdu(pdu, with_smsc=True)
             assert isinstance(message, SmsDeliver)
-            self.messages[raw_id_for("pdu", pdu)] = (message.sender.number, message.text)
+            raw_id = raw_id_for("pdu", pdu)
+            self.messages[raw_id] = (message.sender.number, message.text)
+            self.parts[raw_id] = {raw_id}
+
+    def add_multipart(self, pdus: Sequence[bytes]) -> str:
+        """The parts of one concatenated message (all on the SIM now); its id."""
+        parts: list[tuple[int, bytes, SmsDeliver]] = []
+        for pdu in pdus:
+            message = decode_pdu(pdu, with_smsc=True)
+            assert isinstance(message, SmsDeliver) and message.concat is not None
+            parts.append((message.concat.sequence, pdu, message))
+        parts.sort(key=lambda part: part[0])
+        raw_ids = [raw_id_for("pdu", pdu) for _, pdu, _ in parts]
+        msg_id = set_id_for(raw_ids)
+        joined = assemble([message for _, _, message in parts])
+        self.messages[msg_id] = (parts[0][2].sender.number, joined.text)
+        self.parts[msg_id] = set(raw_ids)
+        return msg_id
+
+    def journalled(self, raw_ids: set[str]) -> int:
+        """How many messages have every part in ``raw_ids``."""
+        return sum(1 for parts in self.parts.values() if parts <= raw_ids)
 
     @property
     def ids(self) -> set[str]:
@@ -209,6 +241,21 @@ class Injected:
 
     def __len__(self) -> int:
         return len(self.messages)
+
+
+def multipart_pdus(number: int, *, parts: int = 3, sender: str = "+491519990000") -> list[bytes]:
+    """A concatenated SMS of ``parts`` parts (GSM 7 bit, 8-bit reference), distinct per
+    ``number``, in sequence order."""
+    from datetime import UTC, datetime, timedelta
+
+    from modemd.sms import encode_deliver_parts
+
+    body = f"long message {number}: " + "0123456789" * 50
+    text = body[: 153 * (parts - 1) + 40]
+    reference = number % 255 + 1
+    return encode_deliver_parts(sender=sender, text=text, reference=reference,
+                                scts=datetime(2026, 11, 25, 12, tzinfo=UTC) + timedelta(
+                                    seconds=number), smsc="+491710760000")
 
 
 def journal_ids(state_dir: Path) -> set[str]:
@@ -236,13 +283,14 @@ def integrity(path: Path) -> str:
 
 
 def tally(fault: str, *, trials: int, injected: Injected, log: SmsLog, state_dirs:
-          Sequence[Path], started: float, notes: str = "") -> Outcome:
+          Sequence[Path], started: float, notes: str = "", problems: Sequence[str] = (),
+          sims: Sequence[SimulatedModem] = ()) -> Outcome:
     """Count, check that every copy is a faithful one, and write the fault's row."""
     counts = log.ids()
     journalled: set[str] = set()
     for state_dir in state_dirs:
         journalled |= journal_ids(state_dir)
-    problems: list[str] = []
+    problems = list(problems)
     for arrival in log.on(SMS_TOPIC):
         doc = arrival.doc
         msg_id = str(doc.get("id"))
@@ -257,26 +305,40 @@ def tally(fault: str, *, trials: int, injected: Injected, log: SmsLog, state_dir
     published = {i for i in counts if i in injected.messages}
     outcome = Outcome(
         fault=fault, trials=trials, injected=len(injected),
-        journalled=len(injected.ids & journalled), published=len(published),
+        journalled=injected.journalled(journalled), published=len(published),
         lost=len(injected.ids - published),
         duplicated=sum(1 for i in published if counts[i] > 1),
         copies=sum(counts[i] - 1 for i in published),
         seconds=round(time.monotonic() - started, 1), notes=notes, problems=problems[:10],
     )
-    record(outcome)
+    still_there: set[str] = set()
+    for sim in sims:
+        still_there |= left_on_sim(sim)
+    outcome.on_sim = sum(1 for msg_id in injected.ids - published
+                         if injected.parts[msg_id] & still_there)
     return outcome
 
 
-def check(outcome: Outcome) -> None:
-    """The campaign's invariant for one fault."""
-    assert not outcome.problems, outcome.problems
-    assert outcome.injected > 0, outcome
-    assert outcome.lost == 0, f"{outcome.lost} message(s) lost: {outcome}"
-    assert outcome.journalled == outcome.injected, outcome
-    assert outcome.published == outcome.injected, outcome
+def conclude(outcome: Outcome, *checks: tuple[bool, str]) -> None:
+    """Judge one fault: the campaign's invariant (lost == 0, every copy faithful, all
+    journalled) and the fault's own ``checks`` ((condition, what failed)); write the row with
+    the verdict, then fail the test if anything did not hold."""
+    failures = list(outcome.problems)
+    if outcome.injected == 0:
+        failures.append("nothing was injected")
+    if outcome.lost:
+        failures.append(f"{outcome.lost} message(s) never published ({outcome.on_sim} of them "
+                        "still on the SIM)")
+    if outcome.journalled != outcome.injected:
+        failures.append(f"only {outcome.journalled} of {outcome.injected} journalled")
+    failures += [message for ok, message in checks if not ok]
+    outcome.verdict = "FAIL" if failures else "pass"
+    outcome.problems = failures
+    record(outcome)
+    assert not failures, f"{outcome.fault} (seed {outcome.seed}): " + "; ".join(failures)
 
 
-# --- the modem side -----------------------------------------------------------------------------
+# --- the modem side ------------------------------------------------------------------------------
 
 
 def wait_for_command(sim: SimulatedModem, prefix: str, *, after: int, timeout: float) -> bool:
@@ -309,39 +371,45 @@ def noise(rng: random.Random, size: int) -> bytes:
     return bytes(out)
 
 
-# --- the state directory ----------------------------------------------------------------------------
+# --- the state directory -------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def small_filesystem(path: Path, size: str = "2m") -> Iterator[Path]:
     """A tmpfs of ``size`` mounted on ``path`` (needs root; the sandbox runs the tests as root)."""
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                   check=True, capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the disk-full fault needs root to mount a small tmpfs on {path}: "
+                           f"{done.stderr.strip()}")
     try:
         yield path
     finally:
         for _ in range(50):
-            done = subprocess.run(["umount", str(path)], capture_output=True)
+            done = subprocess.run(["umount", str(path)], check=False, capture_output=True)
             if done.returncode == 0:
                 break
             time.sleep(0.1)
         else:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 def fill_filesystem(directory: Path) -> Path:
     """Write a filler file until the filesystem under ``directory`` is full; its path."""
     filler = directory / "filler"
-    with open(filler, "wb") as handle:
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
         for chunk in (1 << 16, 1 << 12, 1 << 9, 1):
             block = b"\0" * chunk
             while True:
                 try:
-                    handle.write(block)
-                    handle.flush()
+                    os.write(fd, block)
                 except OSError:
                     break
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -359,3 +427,38 @@ def wait(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -
         if time.monotonic() > deadline:
             return False
         time.sleep(interval)
+
+
+# --- watching the store file's writes ------------------------------------------------------------
+
+IN_MODIFY = 0x00000002
+
+
+class WriteWatch:
+    """inotify IN_MODIFY on one file: :meth:`wait` returns right after the next write(2) to it,
+    so a SIGKILL sent then lands inside the SQLite commit that is writing (before its fsync)."""
+
+    def __init__(self, path: Path) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(path), IN_MODIFY) < 0:
+            errno = ctypes.get_errno()
+            os.close(self.fd)
+            raise OSError(errno, f"inotify_add_watch {path}")
+
+    def wait(self, timeout: float) -> bool:
+        import select
+
+        readable, _, _ = select.select([self.fd], [], [], timeout)
+        if not readable:
+            return False
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 4096)
+        return True
+
+    def close(self) -> None:
+        os.close(self.fd)

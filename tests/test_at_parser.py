@@ -570,7 +570,7 @@ def test_garbage_before_inside_and_after_an_answer() -> None:
     junk = bytes([0xFF, 0x00, 0xFE, 0x80, 0x1A, 0x7F])
     assert parser.feed(junk + b"\r\n") == [
         Garbage(bytes([0xFF, 0x00, 0x1A, 0x7F]), "control bytes in line"),
-        Garbage(b"\xfe\x80", "line outside a command"),
+        Garbage(b"\xfe\x80", "noise line"),
     ]
     parser.command_started("AT+CSQ", response_prefixes=("+CSQ",))
     events = parser.feed(b"\xffAT+CSQ\r\r\n+CSQ:\x00 20,99\r\n\x00\xff\r\nO\x00K\r\n")
@@ -734,3 +734,14 @@ def test_fuzz_junk_inside_an_answer(
         e for e in clean if not isinstance(e, (Garbage, InfoLine))
     ]
     assert set(only(clean, InfoLine)) <= set(only(events, InfoLine))
+
+
+def test_a_noise_line_inside_an_answer_is_not_an_answer_line() -> None:
+    """The fault campaign's find: b"\\xff\\x00\\xfe" before an answer left "þ" as an
+    information line, which CPMS/CMGL parsing then tripped over for good."""
+    parser = ATParser()
+    parser.command_started("AT+CMGL=4", response_prefixes=("+CMGL",))
+    events = parser.feed(b"\xff\x00\xfe\r\n+CMGL: 1,0,,4\r\n0011\r\n\r\nOK\r\n")
+    assert [e for e in events if isinstance(e, InfoLine)] == [
+        InfoLine("+CMGL: 1,0,,4"), InfoLine("0011")]
+    assert events[-1] == OK

@@ -303,6 +303,12 @@ class ATParser:
         if len(cleaned) != len(raw):
             junk = bytes(b for b in raw if b in _NOISE)
             self._garbage(junk, "control bytes in line")
+            if not any(0x21 <= b <= 0x7E for b in cleaned):
+                # What is left of a noisy line without one printable ASCII character is
+                # noise too (0xFE after 0xFF 0x00), not an answer line or a PDU.
+                if cleaned.strip():
+                    self._garbage(cleaned, "noise line")
+                return
         text = cleaned.decode("latin-1").strip()
         if not text:
             return

@@ -24,7 +24,14 @@ from modemd.at import responses as at
 from modemd.at.events import Garbage, Urc
 from modemd.at.parser import DEFAULT_URC_PREFIXES
 from modemd.config import ModemConfig
-from modemd.errors import ATError, CommandFailed, CommandTimeout, ModemdError, TransportError
+from modemd.errors import (
+    ATError,
+    CommandFailed,
+    CommandTimeout,
+    ModemdError,
+    StoreError,
+    TransportError,
+)
 from modemd.modem.profiles import (
     GENERIC,
     PIN_RETRY_QUERIES,
@@ -143,8 +150,16 @@ class ModemDriver:
                 self._went_offline(str(exc), step="sim")
             except WrongModem as exc:
                 self._went_offline(str(exc), step="rebind")
+            except StoreError as exc:
+                # Disk full or a failing SD card: nothing is read (and so nothing deleted)
+                # until the journal can commit again.
+                self._went_offline(f"journal: {exc}", step="store")
             except ModemdError as exc:
                 self._went_offline(f"init failed: {exc}", step="reinit")
+            except Exception as exc:
+                # A bug must not end reception for good: log it, back off, reconnect.
+                log.exception("modem %s: unexpected error", self.config.name)
+                self._went_offline(f"internal error: {exc!r}", step="reopen")
             finally:
                 self._close_session()
             if self._stop.is_set():

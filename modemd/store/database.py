@@ -10,6 +10,7 @@ delivery that carries the same id.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from modemd.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -89,6 +92,7 @@ class Database:
         self.path = path
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,22 +133,31 @@ class Database:
 
     @contextmanager
     def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT on this thread's connection; rolls back on error."""
+        """BEGIN IMMEDIATE … COMMIT on this thread's connection; rolls back on error.
+
+        Writers of this process take turns on a lock rather than in SQLite's busy handler,
+        which sleeps 1, 2, 5, 10 … ms between tries and made the latency tail with several
+        modems. Any SQLite failure (disk full, I/O error) comes out as StoreError.
+        """
         conn = self.connection(durable=durable)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+        with self._write_lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+            try:
+                yield conn
+            except sqlite3.DatabaseError as exc:
+                _rollback(conn)
+                raise StoreError(f"{self.path}: {exc}") from exc
+            except BaseException:
+                _rollback(conn)
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                _rollback(conn)
+                raise StoreError(f"{self.path}: commit failed: {exc}") from exc
 
     def bump(self, conn: sqlite3.Connection, name: str, by: int = 1) -> None:
         """Add to a named counter inside the caller's transaction."""
@@ -164,6 +177,16 @@ class Database:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite has already rolled back after some
+    failures (SQLITE_FULL on COMMIT), and a second ROLLBACK would raise over the real error."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            log.debug("rollback failed: %s", exc)
 
 
 def now() -> float:
