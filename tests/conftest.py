@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from modemd.simulator import SimulatedModem
 from tests.mosquitto import Mosquitto
 
 
@@ -30,3 +31,12 @@ def no_leaked_threads() -> Iterator[None]:
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     with Mosquitto(tmp_path / "mosquitto") as server:
         yield server
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatedModem]:
+    """A simulated generic modem on a pty, with room for a few hundred messages."""
+    modem = SimulatedModem(profile="generic", capacity=200)
+    modem.start()
+    yield modem
+    modem.stop()

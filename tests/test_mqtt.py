@@ -25,14 +25,6 @@ SMS_FIELDS = {"id", "modem", "sender", "smsc", "sent_at", "received_at", "encodi
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatedModem]:
-    modem = SimulatedModem(profile="generic", capacity=200)
-    modem.start()
-    yield modem
-    modem.stop()
-
-
-@pytest.fixture
 def recorder(broker: Mosquitto) -> Iterator[Recorder]:
     rec = Recorder(broker.port, ["modemd/#"])
     yield rec

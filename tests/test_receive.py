@@ -6,7 +6,6 @@ and checks both ends: what the journal holds and what is left on the SIM.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,6 @@ from tests.helpers import (
     wait_until,
     write_config,
 )
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatedModem]:
-    modem = SimulatedModem(profile="generic", capacity=100)
-    modem.start()
-    yield modem
-    modem.stop()
 
 
 def start_daemon(tmp_path: Path, port: str, **modem: object) -> Daemon:

@@ -254,14 +254,6 @@ def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatedModem]:
-    modem = SimulatedModem(profile="generic", capacity=200)
-    modem.start()
-    yield modem
-    modem.stop()
-
-
-@pytest.fixture
 def front(vm: VictoriaMetrics) -> Iterator[InfluxFront]:
     proxy = InfluxFront(vm.url)
     yield proxy
