@@ -103,6 +103,9 @@ def test_binary_meter_data_on_a_port_is_parsed(running: tuple[SimulatedModem, Re
     assert doc["volume"] == 12345 and doc["flow"] == 120
     assert doc["temperature"] == pytest.approx(21.49)
     assert doc["battery"] == 90 and doc["flags"] == 1
+    assert doc["leak"] is True and doc["tamper"] is False and doc["reverse_flow"] is False
+    (leak,) = recorder.wait_count("homeassistant/binary_sensor/gw1_WM-0042/leak/config", 1)
+    assert leak.json()["device_class"] == "moisture"
     (sms,) = recorder.wait_count("modemd/gw1/sms", 1)
     assert sms.json()["encoding"] == "8bit" and sms.json()["port"] == 4711
     assert "text" not in sms.json()

@@ -109,12 +109,44 @@ def test_field_name_accepts_identifiers(name: str) -> None:
         ({"type": "float", "scale": float("nan")}, "scale"),
         ({"type": "float", "max": float("inf")}, "max"),
         ({"type": "float", "colour": "red"}, "colour"),
+        ({"type": "float", "bits": {"leak": 0}}, "bits"),
+        ({"type": "int", "scale": 2, "bits": {"leak": 0}}, "bits"),
+        ({"type": "int", "bits": {}}, "bits"),
+        ({"type": "int", "bits": {"x": 0}}, "bits.x"),
+        ({"type": "int", "bits": {"leak": 0, "tamper": 0}}, "bits.tamper"),
+        ({"type": "int", "bits": {"leak": 64}}, "bits.leak.bit"),
+        ({"type": "int", "bits": {"leak": -1}}, "bits.leak.bit"),
+        ({"type": "int", "bits": {"msg_id": 1}}, "bits.msg_id"),
+        ({"type": "int", "bits": {"__proto__": 1}}, "bits.__proto__"),
+        ({"type": "int", "bits": {"leak": {"bit": 1, "device_class": "Wet"}}},
+         "bits.leak.device_class"),
     ],
 )
 def test_field_problems_have_paths(spec: dict[str, Any], path: str) -> None:
     with pytest.raises(ValidationError) as info:
         FieldSpec.model_validate({"name": "x", **spec})
     assert path in [p for p, _ in validation_problems(info.value)]
+
+
+def test_bits_shorthand_and_flag_specs() -> None:
+    spec = FieldSpec.model_validate({"name": "flags", "type": "int", "required": False, "bits": {
+        "leak": {"bit": 0, "device_class": "moisture"}, "reverse_flow": 2}})
+    assert [(bit, flag.name, flag.type, flag.device_class, flag.required)
+            for bit, flag in spec.flag_specs] == [
+        (0, "leak", "bool", "moisture", False), (2, "reverse_flow", "bool", None, False)]
+
+
+def test_flag_names_unique_across_the_rule() -> None:
+    problems = rule_problems(fields={
+        "BAT": {"name": "battery", "type": "float"},
+        "F": {"name": "flags", "type": "int", "bits": {"battery": 0, "leak": 1}},
+    })
+    assert "parser[0].fields.F.bits.battery" in problems
+    rule = ParserRule.model_validate(kv_rule(fields={
+        "F": {"name": "flags", "type": "int", "bits": {"leak": 0, "tamper": 1}},
+        "BAT": {"name": "battery", "type": "float"},
+    }))
+    assert [s.name for s in rule.output_specs] == ["flags", "leak", "tamper", "battery"]
 
 
 def test_int_field_accepts_integral_scale() -> None:

@@ -295,3 +295,21 @@ def test_gateway_discovery() -> None:
     assert payload["device"]["identifiers"] == ["modemd_gw1"]
     field_device = discovery_messages(reading(), gateway_id="gw1")[0][1]["device"]
     assert field_device["via_device"] in payload["device"]["identifiers"]
+
+
+def test_flags_of_an_int_field_are_binary_sensors() -> None:
+    rule = ParserRule.model_validate({
+        "name": "meter", "format": "binary", "device": "WM1", "expire_after": 600,
+        "fields": [{"name": "flags", "type": "int", "format": "B", "state_class": "none",
+                    "bits": {"leak": {"bit": 0, "device_class": "moisture"}, "tamper": 1}}],
+    })
+    entities = by_object(discovery_messages(rule, gateway_id="gw1"))
+    assert sorted(entities) == ["flags", "leak", "tamper"]
+    topic, leak = entities["leak"]
+    assert_ha_shape(topic, leak)
+    assert topic == "homeassistant/binary_sensor/gw1_WM1/leak/config"
+    assert leak["device_class"] == "moisture"
+    assert leak["value_template"] == "{{ 'ON' if value_json.leak else 'OFF' }}"
+    assert leak["expire_after"] == 600
+    assert "device_class" not in entities["tamper"][1]
+    assert entities["flags"][0] == "homeassistant/sensor/gw1_WM1/flags/config"

@@ -274,6 +274,29 @@ def test_optional_field_absent() -> None:
     assert engine.parse(msg("ID=D1;V=1;W=2")).units == {"w": "W"}
 
 
+def test_named_bits_become_bool_fields_after_their_field() -> None:
+    engine = PayloadEngine(
+        [rule("a", fields={
+            "F": {"name": "flags", "type": "int", "required": False, "max": 255,
+                  "bits": {"leak": {"bit": 0, "device_class": "moisture"}, "high": 7}},
+            "V": {"name": "value", "type": "int"}})],
+        {},
+    )
+    reading = engine.parse(msg("ID=D1;F=129;V=5"))
+    assert list(reading.fields.items()) == [
+        ("flags", 129), ("leak", True), ("high", True), ("value", 5)]
+    assert reading.device_classes == {"leak": "moisture"}
+    assert set(reading.field_specs) == {"flags", "leak", "high", "value"}
+    assert engine.parse(msg("ID=D1;F=2;V=5")).fields == {
+        "flags": 2, "leak": False, "high": False, "value": 5}
+    # an absent optional field gives no flags rather than made-up False values
+    assert engine.parse(msg("ID=D1;V=5")).fields == {"value": 5}
+    with pytest.raises(PayloadError, match="flags"):
+        engine.parse(msg("ID=D1;F=256;V=5"))
+    with pytest.raises(PayloadError, match="flags"):
+        engine.parse(msg("ID=D1;F=0x01;V=5"))
+
+
 def test_out_of_range_error_names_rule_and_field() -> None:
     engine = PayloadEngine(
         [rule("pump", fields={"BAT": {"name": "battery", "type": "float", "max": 5}})], {}

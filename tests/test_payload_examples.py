@@ -97,10 +97,16 @@ def test_water_meter_example() -> None:
     assert reading.device == "WM-0042"
     assert reading.measurement == "water_meter"
     assert reading.fields == {
-        "volume": 12345, "flow": 120, "temperature": 21.49, "battery": 90, "flags": 1
+        "volume": 12345, "flow": 120, "temperature": 21.49, "battery": 90, "flags": 1,
+        "leak": True, "tamper": False, "reverse_flow": False,
     }
     assert reading.state_classes["volume"] == "total_increasing"
     assert "flags" not in reading.state_classes
+    assert reading.device_classes["leak"] == "moisture"
+    assert "reverse_flow" not in reading.device_classes
+    tampered = engine.parse(message(sender="0170 12345678", port=4711,
+                                    data=struct.pack("<IHhBB", 12345, 120, 2149, 90, 0b110)))
+    assert [tampered.fields[k] for k in ("leak", "tamper", "reverse_flow")] == [False, True, True]
     assert reading.expire_after == 90000
     unknown = engine.parse(message(sender="+4917000000001", data=data, port=4711))
     assert unknown.device == "4917000000001"

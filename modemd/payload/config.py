@@ -53,6 +53,7 @@ __all__ = [
     "RESERVED_FIELD_NAMES",
     "STRUCT_CODES",
     "AllowList",
+    "BitSpec",
     "DeviceSpec",
     "FieldSpec",
     "FieldType",
@@ -247,6 +248,24 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _bit_shorthand(value: object) -> object:
+    """TOML convenience: ``bits = { leak = 0 }`` for ``bits = { leak = { bit = 0 } }``."""
+    if isinstance(value, Mapping):
+        return {
+            name: {"bit": spec} if isinstance(spec, int) and not isinstance(spec, bool) else spec
+            for name, spec in value.items()
+        }
+    return value
+
+
+class BitSpec(_Frozen):
+    """One flag of an integer field, published as a bool field of its own (HA binary_sensor)."""
+
+    bit: int = Field(ge=0, le=63)
+    device_class: DeviceClass | None = None
+    icon: Icon | None = None
+
+
 class FieldSpec(_Frozen):
     """One output field: how to convert, check and describe a payload value."""
 
@@ -266,6 +285,17 @@ class FieldSpec(_Frozen):
     #: binary rules: struct code (one of ``b B h H i I q Q e f d``)
     format: StructCode | None = None
     icon: Icon | None = None
+    #: int fields: named flags, each a bool output field (``bits = { leak = 0, tamper = 1 }``)
+    bits: Annotated[dict[FieldName, BitSpec] | None, BeforeValidator(_bit_shorthand)] = None
+
+    @property
+    def flag_specs(self) -> tuple[tuple[int, FieldSpec], ...]:
+        """``(bit, bool field spec)`` of each named flag, in the order given."""
+        return tuple(
+            (flag.bit, FieldSpec(name=name, type="bool", device_class=flag.device_class,
+                                 icon=flag.icon, required=self.required))
+            for name, flag in (self.bits or {}).items()
+        )
 
     @property
     def is_numeric(self) -> bool:
@@ -309,6 +339,21 @@ class FieldSpec(_Frozen):
             problems.append(("min", f"min {self.min} is greater than max {self.max}"))
         if self.state_class not in (None, "none") and not numeric:
             problems.append(("state_class", "only applies to type int or float"))
+        if self.bits is not None:
+            if self.type != "int":
+                problems.append(("bits", f"only applies to type int, not {self.type}"))
+            elif self.scale is not None or self.offset is not None:
+                problems.append(("bits", "flags are read from the raw value: drop scale/offset"))
+            if not self.bits:
+                problems.append(("bits", "give at least one flag"))
+            if self.name in self.bits:
+                problems.append((f"bits.{self.name}", "a flag cannot share its field's name"))
+            places: dict[int, str] = {}
+            for flag_name, flag in self.bits.items():
+                if flag.bit in places:
+                    problems.append((f"bits.{flag_name}",
+                                     f"bit {flag.bit} is also {places[flag.bit]!r}"))
+                places.setdefault(flag.bit, flag_name)
         if self.format is not None:
             if self.format in FLOAT_STRUCT_CODES and self.type != "float":
                 problems.append(("type", f"struct code {self.format!r} needs type float"))
@@ -413,6 +458,15 @@ class ParserRule(_Frozen):
         found = self.field_by_name(field)
         return found[0] if found is not None else field
 
+    @property
+    def output_specs(self) -> tuple[FieldSpec, ...]:
+        """Every field the rule outputs: its fields, each followed by its named flags."""
+        specs: list[FieldSpec] = []
+        for spec in self.fields.values():
+            specs.append(spec)
+            specs.extend(flag for _, flag in spec.flag_specs)
+        return tuple(specs)
+
     def field_by_name(self, name: str) -> tuple[str, FieldSpec] | None:
         """``(source key, spec)`` of the field whose output name is *name*."""
         for key, spec in self.fields.items():
@@ -447,6 +501,11 @@ class ParserRule(_Frozen):
                     (f"fields.{key}.name", f"{spec.name!r} is also the name of {seen[spec.name]!r}")
                 )
             seen.setdefault(spec.name, key)
+            for flag in spec.bits or {}:
+                if flag in seen:
+                    problems.append((f"fields.{key}.bits.{flag}",
+                                     f"{flag!r} is also the name of {seen[flag]!r}"))
+                seen.setdefault(flag, f"{key}.bits.{flag}")
             if self.format != "binary" and spec.format is not None:
                 problems.append((f"fields.{key}.format", "struct codes only apply to binary"))
 

@@ -280,7 +280,7 @@ def discovery_messages(
         if device is None:
             raise ValueError(f"rule {source.name!r} has no fixed device: pass device=")
         meta = device_meta
-        specs = list(source.fields.values())
+        specs = list(source.output_specs)
         expire_after = source.expire_after
     _check_id(gateway_id, "gateway id")
     _check_id(device, "device id")

@@ -98,7 +98,7 @@ class PayloadEngine:
             else None
         )
         text = re.compile(rule.match.text) if rule.match.text is not None else None
-        specs = {spec.name: spec for spec in rule.fields.values()}
+        specs = {spec.name: spec for spec in rule.output_specs}
         return _Compiled(rule, senders, text, specs)
 
     # ------------------------------------------------------------------------------- queries
@@ -193,6 +193,13 @@ class PayloadEngine:
                 raise PayloadError(
                     f"field {spec.name!r} (key {show(key)}): {exc}", rule=rule.name, field=spec.name
                 ) from None
+            number = fields[spec.name]
+            if spec.bits and isinstance(number, int):
+                # flags follow their field, so the state document keeps the rule's order
+                for bit, flag in spec.flag_specs:
+                    fields[flag.name] = bool((number >> bit) & 1)
+                    if flag.device_class is not None:
+                        device_classes[flag.name] = flag.device_class
             if spec.unit is not None:
                 units[spec.name] = spec.unit
             device_class = spec.effective_device_class
