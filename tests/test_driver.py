@@ -61,6 +61,34 @@ def test_influx_measurement_is_the_default_for_rules_without_one() -> None:
     assert [r.measurement for r in rules_with_default_measurement(plain)] == ["device_status"]
 
 
+def test_a_text_mode_message_read_twice_is_journalled_once(tmp_path: Path) -> None:
+    """+CMGR and +CMGL headers differ ("REC UNREAD" and +CSDH fields vs "REC READ"): a message
+    that could not be deleted and is read again by the sweep must keep its id."""
+    sim = SimulatedModem(quirks={"cms_error": {"+CMGF=0": 303, "+CMGD": 500}})
+    sim.start()
+    (live,) = unique_pdus(1, sender="+4915112345678", text="read twice")
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                       modems=[{"name": "m1", "port": sim.port}],
+                       gateway={"sweep_interval": 0.3})
+    daemon = Daemon(load(cfg))
+    daemon.start()
+    try:
+        driver = daemon.drivers[0]
+        wait_until(driver.ready.is_set, what="up in text mode")
+        assert driver.state.mode == "text"
+        sim.deliver(live)
+        assert daemon.store is not None
+        store = daemon.store
+        wait_until(lambda: store.db.counters().get("journal.duplicates", 0) >= 2,
+                   what="the undeletable message read again by sweeps")
+        assert len(store.journal.records()) == 1
+        assert [m["message"]["text"] for m in store.journal.recent_messages()] == ["read twice"]
+        assert len(on_sim(sim)) == 1  # still there: +CMGD keeps failing
+    finally:
+        daemon.stop()
+        sim.stop()
+
+
 def test_a_modem_without_pdu_mode_is_read_in_text_mode(tmp_path: Path) -> None:
     sim = SimulatedModem(quirks={"cms_error": {"+CMGF=0": 303}})
     sim.start()

@@ -104,3 +104,17 @@ def test_a_corrupt_store_is_moved_aside_and_a_new_one_made(tmp_path: Path) -> No
     assert again.journal.count() == 1
     again.close()
     assert sqlite3.connect(path).execute("PRAGMA quick_check").fetchone()[0] == "ok"
+
+
+def test_a_text_record_id_ignores_what_differs_between_reads() -> None:
+    body = b"\nPUMP01 OK"
+    cmgr = b'"REC UNREAD","+4915112345678",,"26/11/25,10:00:00+04",145,4,0,0,"+4917",145,9'
+    cmgl = b'"REC READ","+4915112345678",,"26/11/25,10:00:00+04",145,9'
+    plain = b'"REC READ","+4915112345678",,"26/11/25,10:00:00+04"'
+    ids = {raw_id_for("text", header + body) for header in (cmgr, cmgl, plain)}
+    assert len(ids) == 1
+    assert raw_id_for("text", cmgl + b"\nPUMP01 FAULT") not in ids
+    assert raw_id_for("text", cmgl.replace(b"10:00:00", b"10:00:01") + body) not in ids
+    # a record that does not decode still gets a stable id from its bytes
+    junk = b'"REC READ","+49\nunbalanced'
+    assert raw_id_for("text", junk) == raw_id_for("text", junk) != raw_id_for("text", junk + b"!")

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from modemd.errors import DecodeError
+from modemd.sms.text_mode import decode_text_record
 from modemd.store.database import Database, now
 
 RecordMode = Literal["pdu", "text", "invalid"]
@@ -28,9 +30,29 @@ def tpdu_of(pdu: bytes) -> bytes:
     return pdu[1 + smsc_len :]
 
 
+def text_record_identity(raw: bytes) -> bytes:
+    """What identifies a journalled text-mode record: sender, time stamp and body.
+
+    The header differs between reads of the same message (``"REC UNREAD"`` and the +CSDH
+    fields from +CMGR, ``"REC READ"`` and a shorter tail from +CMGL), so hashing it whole would
+    give a message read twice (a crash before +CMGD) two ids. A record that does not decode
+    falls back to its bytes.
+    """
+    header, _, body = raw.decode("utf-8", "replace").partition("\n")
+    try:
+        return decode_text_record(header, body).tpdu
+    except DecodeError:
+        return raw
+
+
 def raw_id_for(mode: RecordMode, raw: bytes) -> str:
-    """The stable id of one received record: sha256 of its TPDU (or of the record text)."""
-    material = tpdu_of(raw) if mode == "pdu" else raw
+    """The stable id of one received record: sha256 of its TPDU (or of the record's identity)."""
+    if mode == "pdu":
+        material = tpdu_of(raw)
+    elif mode == "text":
+        material = text_record_identity(raw)
+    else:
+        material = raw
     return hashlib.sha256(mode.encode() + b"\0" + material).hexdigest()[:32]
 
 
