@@ -89,7 +89,8 @@ def run(
     except ModemdError as exc:
         typer.echo(f"modemd cannot start: {exc}", err=True)
         daemon.stop()
-        raise typer.Exit(1) from None
+        # 2: the config must change (the unit does not restart); 1: worth another try
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     try:
         daemon.run_forever()
     finally:
@@ -108,13 +109,17 @@ def config_check(
     cfg = _load(config)
     from modemd.payload.engine import PayloadEngine
 
+    problems = cfg.file_problems(skip_credentials=True)
     try:  # what only the assembled rules can tell: a number listed for two devices, ...
         PayloadEngine(cfg.parser, cfg.devices,
                       default_country_code=cfg.gateway.default_country_code)
     except ConfigError as exc:
-        for key, message in exc.problems:
+        problems = exc.problems + problems
+    if problems:
+        typer.echo(f"{config}: {len(problems)} problem(s)", err=True)
+        for key, message in problems:
             typer.echo(f"  {key}: {message}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(2)
     typer.echo(f"{config}: OK ({len(cfg.modem)} modem(s), {len(cfg.parser)} parser rule(s))")
     if online and cfg.influx is not None and cfg.influx.enabled:
         from modemd.sinks.influx import check_influx

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -265,6 +266,45 @@ class Config(_Model):
                     raise ValueError(f"two [[{what}]] entries are named {name!r}")
                 seen.add(name)
         return self
+
+    def file_problems(self, *, skip_credentials: bool = False) -> list[tuple[str, str]]:
+        """The secret and certificate files this config names that cannot be read, all at once.
+
+        Secrets are read for real (as the daemon will). With *skip_credentials*, a relative
+        secret name is left out when $CREDENTIALS_DIRECTORY is unset: it names a systemd
+        credential that only exists inside the service (``config check`` from a shell).
+        """
+        readers: list[tuple[str | None, Callable[[], object]]] = [
+            (m.pin_file, m.resolved_pin) for m in self.modem if m.pin is None
+        ]
+        certs: list[tuple[str, Path | None]] = []
+        if self.mqtt is not None and self.mqtt.enabled:
+            readers.append((self.mqtt.password_file, self.mqtt.password))
+            tls = self.mqtt.tls
+            if tls is not None:
+                certs += [("mqtt.tls.ca", tls.ca), ("mqtt.tls.cert", tls.cert),
+                          ("mqtt.tls.key", tls.key)]
+        if self.influx is not None and self.influx.enabled:
+            readers.append((self.influx.token_file, self.influx.token))
+            certs.append(("influx.ca", self.influx.ca))
+        problems: list[tuple[str, str]] = []
+        outside_systemd = not os.environ.get("CREDENTIALS_DIRECTORY")
+        for file, read in readers:
+            if skip_credentials and outside_systemd and file and not Path(file).is_absolute():
+                continue
+            try:
+                read()
+            except ConfigError as exc:
+                problems += exc.problems
+        for key, path in certs:
+            if path is None:
+                continue
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                problems.append((key, f"cannot read {path}: {exc.strerror}"))
+        return problems
 
     def redacted(self) -> dict[str, Any]:
         """The effective config as plain data, secrets shown as '***'."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modemd.config import Config
-from modemd.errors import StoreError
+from modemd.errors import ConfigError, StoreError
 from modemd.modem.driver import ModemDriver
 from modemd.modem.state import ModemState
 from modemd.payload.config import ParserRule
@@ -134,6 +134,9 @@ class Daemon:
     def start(self) -> None:
         self._started_at = time.monotonic()
         cfg = self.config
+        problems = cfg.file_problems()
+        if problems:  # all of them now, not one per restart
+            raise ConfigError(problems)
         self.store = store = open_store(cfg.gateway.state_dir)
         self.sinks = build_sinks(cfg, store)
         engine = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,53 @@ def test_durations(text: object, seconds: float) -> None:
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_config_check_reads_the_secret_and_certificate_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    missing = tmp_path / "nowhere"
+    text = GOOD.replace('password_file = "mqtt-password"',
+                        f'password_file = "{missing / "mqtt-password"}"')
+    text += f'\n[mqtt.tls]\nca = "{missing / "ca.crt"}"\n'
+    text += f'\n[influx]\nurl = "http://localhost:8428"\nbucket = "b"\n' \
+            f'token_file = "{missing / "token"}"\n'
+    result = CliRunner().invoke(app, ["config", "check", str(write(tmp_path, text))])
+    assert result.exit_code == 2, result.output
+    assert "3 problem(s)" in result.output
+    for key in ("mqtt.password_file", "mqtt.tls.ca", "influx.token_file"):
+        assert f"  {key}: cannot read" in result.output
+    # the relative pin_file names a systemd credential: not checkable from a shell
+    assert "pin_file" not in result.output
+
+
+def test_config_check_reads_credentials_where_systemd_puts_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("s3cret\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    result = CliRunner().invoke(app, ["config", "check", str(write(tmp_path, GOOD))])
+    assert result.exit_code == 2
+    assert "modem.quectel.pin_file: cannot read secret file" in result.output
+    assert "mqtt.password_file" not in result.output
+    (creds / "sim-pin").write_text("1234\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["config", "check", str(write(tmp_path, GOOD))])
+    assert result.exit_code == 0, result.output
+    assert "1234" not in result.output and "s3cret" not in result.output
+
+
+def test_run_refuses_to_start_with_every_unreadable_secret_listed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+    text = GOOD.replace('/tmp/modemd-test', str(tmp_path / "state"))
+    text += '\n[influx]\nurl = "http://localhost:8428"\nbucket = "b"\ntoken_file = "no-token"\n'
+    proc = subprocess.run(
+        [sys.executable, "-m", "modemd", "run", "-c", str(write(tmp_path, text))],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env, check=False)
+    assert proc.returncode == 2, proc.stderr  # the unit's RestartPreventExitStatus=2
+    for key in ("modem.quectel.pin_file", "mqtt.password_file", "influx.token_file"):
+        assert key in proc.stderr, proc.stderr
+    assert not (tmp_path / "state").exists()  # refused before touching the state dir
