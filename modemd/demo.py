@@ -55,7 +55,8 @@ def _tracker(rng: random.Random) -> tuple[str, str]:
 def _meter_data(rng: random.Random, volume: int) -> bytes:
     temperature = int(rng.uniform(8, 25) * 100)
     return (volume.to_bytes(4, "little") + rng.randint(0, 400).to_bytes(2, "little")
-            + temperature.to_bytes(2, "little", signed=True) + bytes([rng.randint(60, 100), 0]))
+            + temperature.to_bytes(2, "little", signed=True)
+            + bytes([rng.randint(60, 100), 1 if rng.random() < 0.2 else 0]))  # now and then a leak
 
 
 def _port_header(port: int) -> InformationElement:
