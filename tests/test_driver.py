@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from modemd.config import config_from_dict
 from modemd.daemon import Daemon, rules_with_default_measurement
 from modemd.simulator import SimulatedModem
+from modemd.store import Store
 from tests.helpers import load, on_sim, unique_pdus, wait_until, write_config
 
 
@@ -61,31 +64,40 @@ def test_influx_measurement_is_the_default_for_rules_without_one() -> None:
     assert [r.measurement for r in rules_with_default_measurement(plain)] == ["device_status"]
 
 
-def test_a_text_mode_message_read_twice_is_journalled_once(tmp_path: Path) -> None:
-    """+CMGR and +CMGL headers differ ("REC UNREAD" and +CSDH fields vs "REC READ"): a message
-    that could not be deleted and is read again by the sweep must keep its id."""
-    sim = SimulatedModem(quirks={"cms_error": {"+CMGF=0": 303, "+CMGD": 500}})
-    sim.start()
-    (live,) = unique_pdus(1, sender="+4915112345678", text="read twice")
+@contextmanager
+def text_mode_daemon(tmp_path: Path, sim: SimulatedModem,
+                     **gateway: object) -> Iterator[Store]:
+    """A daemon on *sim* (which refuses PDU mode), up and reading in text mode; its store."""
     cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
-                       modems=[{"name": "m1", "port": sim.port}],
-                       gateway={"sweep_interval": 0.3})
+                       modems=[{"name": "m1", "port": sim.port}], gateway=gateway)
     daemon = Daemon(load(cfg))
     daemon.start()
     try:
         driver = daemon.drivers[0]
         wait_until(driver.ready.is_set, what="up in text mode")
         assert driver.state.mode == "text"
-        sim.deliver(live)
         assert daemon.store is not None
-        store = daemon.store
-        wait_until(lambda: store.db.counters().get("journal.duplicates", 0) >= 2,
-                   what="the undeletable message read again by sweeps")
-        assert len(store.journal.records()) == 1
-        assert [m["message"]["text"] for m in store.journal.recent_messages()] == ["read twice"]
-        assert len(on_sim(sim)) == 1  # still there: +CMGD keeps failing
+        yield daemon.store
     finally:
         daemon.stop()
+
+
+def test_a_text_mode_message_read_twice_is_journalled_once(tmp_path: Path) -> None:
+    """+CMGR and +CMGL headers differ ("REC UNREAD" and +CSDH fields vs "REC READ"): a message
+    that could not be deleted and is read again by the sweep must keep its id."""
+    sim = SimulatedModem(quirks={"cms_error": {"+CMGF=0": 303, "+CMGD": 500}})
+    sim.start()
+    (live,) = unique_pdus(1, sender="+4915112345678", text="read twice")
+    try:
+        with text_mode_daemon(tmp_path, sim, sweep_interval=0.3) as store:
+            sim.deliver(live)
+            wait_until(lambda: store.db.counters().get("journal.duplicates", 0) >= 2,
+                       what="the undeletable message read again by sweeps")
+            assert len(store.journal.records()) == 1
+            texts = [m["message"]["text"] for m in store.journal.recent_messages()]
+            assert texts == ["read twice"]
+            assert len(on_sim(sim)) == 1  # still there: +CMGD keeps failing
+    finally:
         sim.stop()
 
 
@@ -94,26 +106,17 @@ def test_a_modem_without_pdu_mode_is_read_in_text_mode(tmp_path: Path) -> None:
     sim.start()
     before, live = unique_pdus(2, sender="+4915112345678", text="text mode {i}")
     sim.store(before)
-    cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
-                       modems=[{"name": "m1", "port": sim.port}])
-    daemon = Daemon(load(cfg))
-    daemon.start()
     try:
-        driver = daemon.drivers[0]
-        wait_until(driver.ready.is_set, what="up in text mode")
-        assert driver.state.mode == "text"
-        sim.deliver(live)
-        assert daemon.store is not None
-        store = daemon.store
-        wait_until(lambda: len(store.journal.recent_messages()) == 2 and not on_sim(sim),
-                   what="both read and deleted")
-        rows = store.journal.records()
-        assert {r.mode for r in rows} == {"text"}
-        docs = sorted((m["message"] for m in store.journal.recent_messages()),
-                      key=lambda d: d["text"])
-        assert [d["text"] for d in docs] == ["text mode 0", "text mode 1"]
-        assert all(d["sender"] == "+4915112345678" for d in docs)
-        assert docs[0]["sent_at"] == "2026-11-25T10:00:00+00:00"
+        with text_mode_daemon(tmp_path, sim) as store:
+            sim.deliver(live)
+            wait_until(lambda: len(store.journal.recent_messages()) == 2 and not on_sim(sim),
+                       what="both read and deleted")
+            rows = store.journal.records()
+            assert {r.mode for r in rows} == {"text"}
+            docs = sorted((m["message"] for m in store.journal.recent_messages()),
+                          key=lambda d: d["text"])
+            assert [d["text"] for d in docs] == ["text mode 0", "text mode 1"]
+            assert all(d["sender"] == "+4915112345678" for d in docs)
+            assert docs[0]["sent_at"] == "2026-11-25T10:00:00+00:00"
     finally:
-        daemon.stop()
         sim.stop()
