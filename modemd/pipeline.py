@@ -35,6 +35,9 @@ from modemd.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+#: Seconds a part of an already released (incomplete) set waits for siblings of its own.
+LATE_PART_GRACE = 60.0
+
 Discovery = Callable[[Any], list[tuple[str, dict[str, Any]]]]
 
 
@@ -223,8 +226,15 @@ class Pipeline:
             return
         key = "|".join((record.modem, message.sender.number, f"{concat.ref_bits}:"
                         f"{concat.reference}", str(concat.total)))
+        first_seen = None
+        if journal.released_as(conn, key, since=time.time() - self.multipart_timeout):
+            # A straggler of a set already published incomplete: its siblings, if any, come
+            # with it, so it waits a short grace rather than another whole timeout.
+            grace = min(LATE_PART_GRACE, self.multipart_timeout)
+            first_seen = time.time() - self.multipart_timeout + grace
         if not journal.add_part(conn, group_key=key, sequence=concat.sequence,
-                                total=concat.total, raw_id=record.raw_id):
+                                total=concat.total, raw_id=record.raw_id,
+                                first_seen=first_seen):
             self.store.db.bump(conn, "parts.duplicates")
             journal.mark(conn, record.raw_id, state="done", error="duplicate part")
             return
@@ -244,8 +254,14 @@ class Pipeline:
             if isinstance(decoded, SmsDeliver):
                 messages.append(decoded)
         msg_id = set_id_for([p.raw_id for p in parts])
+        late_for = None
+        if parts and len(parts) < parts[0].total:
+            # a straggler set is released within two timeouts of the set it belongs to
+            since = time.time() - 2 * self.multipart_timeout
+            late_for = journal.released_as(conn, key, since=since)
+            journal.record_release(conn, key, msg_id)
         journal.drop_parts(conn, key)
-        self._deliver_message(conn, msg_id, records, messages)
+        self._deliver_message(conn, msg_id, records, messages, late_for=late_for)
 
     def expire_partial_sets(self) -> int:
         """Deliver sets still incomplete after the timeout, marked incomplete."""
@@ -255,6 +271,8 @@ class Pipeline:
             with self.store.db.transaction() as conn:
                 self._complete_set(conn, key)
             self.on_enqueued()
+        with self.store.db.transaction() as conn:
+            self.store.journal.forget_releases(conn, older_than=cutoff - self.multipart_timeout)
         return len(groups)
 
     # --- documents and routing --------------------------------------------------------------
@@ -265,6 +283,8 @@ class Pipeline:
         msg_id: str,
         records: Sequence[JournalRecord],
         messages: Sequence[SmsDeliver],
+        *,
+        late_for: str | None = None,
     ) -> None:
         journal = self.store.journal
         first_record = min(records, key=lambda r: r.received_at)
@@ -285,6 +305,8 @@ class Pipeline:
         doc = sms_document(msg_id, modem=first_record.modem,
                            received_at=first_record.received_at, messages=messages,
                            assembled=assembled)
+        if late_for is not None:
+            doc["late_for"] = late_for
         head = messages[0]
         ports = head.ports
         for rec in records:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -175,4 +176,64 @@ def test_readings_and_unparseable_payloads(tmp_path: Path) -> None:
     (dead,) = outbox(store, "deadletter")
     assert "battery" in dead["reason"] and dead["raw"] == "ID=PUMP01;BAT=37.1;T=21.5"
     assert len(outbox(store, "sms")) == 2  # both are still published as SMS
+    store.close()
+
+
+def test_a_straggler_of_a_released_set_is_published_linked_to_it(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    parts = encode_deliver_parts(sender="+4915112345678", text=LONG, scts=SCTS, reference=8)
+    assert len(parts) == 3
+    pipeline = Pipeline(store, routes=ROUTES, multipart_timeout=3600)
+    commit(store, parts[0])
+    drain(pipeline)
+    pipeline.multipart_timeout = 0.0
+    assert pipeline.expire_partial_sets() == 1
+    (first,) = outbox(store, "sms")
+    assert first["missing"] == [2, 3] and "late_for" not in first
+
+    # Parts 2 and 3 turn up a day late: held for the grace, not for another whole timeout.
+    pipeline.multipart_timeout = 3600
+    commit(store, parts[1])
+    commit(store, parts[2])
+    drain(pipeline)
+    assert len(outbox(store, "sms")) == 1
+    assert pipeline.expire_partial_sets() == 0  # the grace has not passed
+    held = store.db.connection().execute("SELECT first_seen FROM parts").fetchall()
+    assert len(held) == 2
+    # 60 s of grace: move the clock of the held parts on by a minute
+    store.db.connection().execute("UPDATE parts SET first_seen = first_seen - 61")
+    assert pipeline.expire_partial_sets() == 1
+    first_again, late = outbox(store, "sms")
+    assert first_again == first
+    assert late["late_for"] == first["id"] and late["id"] != first["id"]
+    assert late["complete"] is False and late["missing"] == [1]
+    assert first["text"] + late["text"] == LONG
+    store.close()
+
+
+def test_a_new_set_long_after_a_release_is_not_late(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    parts = encode_deliver_parts(sender="+4915112345678", text=LONG, scts=SCTS, reference=8)
+    pipeline = Pipeline(store, routes=ROUTES, multipart_timeout=3600)
+    commit(store, parts[0])
+    drain(pipeline)
+    pipeline.multipart_timeout = 0.0
+    assert pipeline.expire_partial_sets() == 1
+    # The same reference comes round again two timeouts later: an ordinary new set.
+    conn = store.db.connection()
+    assert conn.execute("SELECT count(*) FROM released_sets").fetchone()[0] == 1
+    conn.execute("UPDATE released_sets SET released_at = released_at - 7201")
+    pipeline.multipart_timeout = 3600
+    again = encode_deliver_parts(sender="+4915112345678", text=LONG, scts=SCTS.replace(hour=11),
+                                 reference=8)
+    commit(store, again[1])
+    drain(pipeline)
+    assert pipeline.expire_partial_sets() == 0
+    (first_seen,) = conn.execute("SELECT first_seen FROM parts").fetchone()
+    assert first_seen > time.time() - 60  # a whole timeout to wait, not a straggler's grace
+    for pdu in (again[0], again[2]):
+        commit(store, pdu)
+    drain(pipeline)
+    whole = [m for m in outbox(store, "sms") if m["complete"]]
+    assert len(whole) == 1 and whole[0]["text"] == LONG and "late_for" not in whole[0]
     store.close()

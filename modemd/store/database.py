@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS parts (
     PRIMARY KEY (group_key, sequence)
 );
 CREATE INDEX IF NOT EXISTS parts_age ON parts(first_seen);
+-- sets released incomplete: a part of one that turns up later is released quickly, linked
+CREATE TABLE IF NOT EXISTS released_sets (
+    group_key TEXT PRIMARY KEY,
+    msg_id TEXT NOT NULL,
+    released_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
     modem TEXT NOT NULL,

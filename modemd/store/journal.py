@@ -181,15 +181,46 @@ class Journal:
 
     @staticmethod
     def add_part(
-        conn: sqlite3.Connection, *, group_key: str, sequence: int, total: int, raw_id: str
+        conn: sqlite3.Connection,
+        *,
+        group_key: str,
+        sequence: int,
+        total: int,
+        raw_id: str,
+        first_seen: float | None = None,
     ) -> bool:
-        """Keep a part for its set; False if this sequence number is already held."""
+        """Keep a part for its set; False if this sequence number is already held.
+
+        *first_seen* (default now) is what the set's timeout counts from.
+        """
         cur = conn.execute(
             "INSERT OR IGNORE INTO parts(group_key, sequence, total, raw_id, first_seen)"
             " VALUES (?, ?, ?, ?, ?)",
-            (group_key, sequence, total, raw_id, now()),
+            (group_key, sequence, total, raw_id, now() if first_seen is None else first_seen),
         )
         return cur.rowcount == 1
+
+    @staticmethod
+    def record_release(conn: sqlite3.Connection, group_key: str, msg_id: str) -> None:
+        """Remember that the set *group_key* went out incomplete as *msg_id*."""
+        conn.execute(
+            "INSERT OR REPLACE INTO released_sets(group_key, msg_id, released_at)"
+            " VALUES (?, ?, ?)",
+            (group_key, msg_id, now()),
+        )
+
+    @staticmethod
+    def released_as(conn: sqlite3.Connection, group_key: str, *, since: float) -> str | None:
+        """The id the set *group_key* went out under incomplete, if that was after *since*."""
+        row = conn.execute(
+            "SELECT msg_id FROM released_sets WHERE group_key = ? AND released_at >= ?",
+            (group_key, since),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    @staticmethod
+    def forget_releases(conn: sqlite3.Connection, *, older_than: float) -> None:
+        conn.execute("DELETE FROM released_sets WHERE released_at < ?", (older_than,))
 
     @staticmethod
     def parts_of(conn: sqlite3.Connection, group_key: str) -> list[PartRow]:
