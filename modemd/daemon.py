@@ -94,7 +94,9 @@ def build_sinks(config: Config, store: Store) -> list[Sink]:
             announce = gateway_discovery_messages(
                 settings.gateway_id, base_topic=settings.base_topic,
                 discovery_prefix=settings.discovery_prefix)
-        sinks.append(MqttSink(store, settings, discovery=announce))
+        sinks.append(MqttSink(store, settings, discovery=announce,
+                              known_rules=[rule.name for rule in config.parser],
+                              known_modems=[modem.name for modem in config.modem]))
     influx = config.influx
     if influx is not None and influx.enabled:
         from modemd.sinks.influx import InfluxSink  # heavy import, only when configured

@@ -3,6 +3,7 @@ Assistant discovery on a real mosquitto; bad payloads to the dead-letter topic."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,3 +127,84 @@ def test_bad_payloads_go_to_the_dead_letter_topic(
                                         "hello, is this the pump?"}
     assert recorder.on("modemd/gw1/device/#") == []
     assert len(recorder.wait_count("modemd/gw1/sms", 2)) == 2
+
+
+def test_entities_no_longer_configured_are_removed_from_home_assistant(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    """A field dropped from a rule, and a rule dropped from the config, after a restart:
+    their retained discovery configs are cleared (an empty retained payload), the rest stay."""
+    pump = (REPO / "config" / "devices-pump.toml").read_text(encoding="utf-8")
+    meter = (REPO / "config" / "devices-watermeter.toml").read_text(encoding="utf-8")
+    sim = SimulatedModem(profile="quectel_ec25")
+    sim.start()
+    recorder = Recorder(broker.port, ["homeassistant/#"])
+
+    def run_daemon(rules: str, modem: str) -> Daemon:
+        cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                           modems=[{"name": modem, "port": sim.port}],
+                           mqtt={"host": "127.0.0.1", "port": broker.port,
+                                 "homeassistant": True},
+                           extra="\n" + rules)
+        daemon = Daemon(load(cfg))
+        daemon.start()
+        return daemon
+
+    pump_sms = encode_deliver(sender="+4915112345678", text="ID=PUMP01;BAT=3.71;T=21.5;P=2.4;RUN=1",
+                              scts=SCTS)
+    meter_sms = encode_deliver(sender="+4917012345678", scts=SCTS,
+                               data=bytes.fromhex("39300000780065085a01"),
+                               udh=[InformationElement(0x05, bytes.fromhex("12671267"))])
+    pressure = "homeassistant/sensor/gw1_PUMP01/pressure/config"
+    battery = "homeassistant/sensor/gw1_PUMP01/battery/config"
+    modem_signal = "homeassistant/sensor/gw1_modem_m1/signal/config"
+    try:
+        daemon = run_daemon(pump + meter, "m1")
+        try:
+            sim.deliver(pump_sms)
+            sim.deliver(meter_sms)
+            recorder.wait_for(lambda msgs: {pressure, battery, modem_signal} <= {
+                m.topic for m in msgs} and any("/gw1_WM-0042/" in m.topic for m in msgs))
+        finally:
+            daemon.stop()
+        meter_topics = {m.topic for m in recorder.on("homeassistant/#")
+                        if "/gw1_WM-0042/" in m.topic}
+        assert len(meter_topics) == 8  # 5 fields and 3 flags
+
+        without_pressure = "\n".join(line for line in pump.splitlines()
+                                     if not line.startswith("P "))
+        daemon = run_daemon(without_pressure, "north")  # the modem renamed, too
+        try:
+            # the meter rule is gone: its entities are removed as soon as the broker answers
+            recorder.wait_for(lambda msgs: meter_topics <= {
+                m.topic for m in msgs if m.payload == b""})
+            # the next reading (P= is now an unknown key, dropped) has no pressure entity
+            sim.deliver(encode_deliver(sender="+4915112345678", scts=SCTS.replace(hour=9),
+                                       text="ID=PUMP01;BAT=3.70;T=21.0;P=2.3;RUN=1"))
+            recorder.wait_for(lambda msgs: any(
+                m.topic == pressure and m.payload == b"" for m in msgs))
+            recorder.wait_for(lambda msgs: any(
+                m.topic == "homeassistant/sensor/gw1_modem_north/signal/config" for m in msgs))
+        finally:
+            daemon.stop()
+        cleared = {m.topic for m in recorder.on("homeassistant/#") if m.payload == b""}
+        old_modem = {f"homeassistant/sensor/gw1_modem_m1/{name}/config"
+                     for name in ("signal", "registration", "storage_used")}
+        assert cleared == meter_topics | {pressure} | old_modem
+
+        # What Home Assistant finds when it connects now: the pump without pressure.
+        late = Recorder(broker.port, ["homeassistant/#"])
+        try:
+            late.wait_for(lambda msgs: battery in {m.topic for m in msgs})
+            time.sleep(0.5)  # every retained message arrives at once; give them a moment
+            retained = {m.topic for m in late.on("homeassistant/#")}
+        finally:
+            late.close()
+        assert pressure not in retained and not retained & (meter_topics | old_modem)
+        assert "homeassistant/sensor/gw1_modem_north/signal/config" in retained
+        assert {t for t in retained if "/gw1_PUMP01/" in t} == {
+            f"homeassistant/{kind}/gw1_PUMP01/{field}/config"
+            for kind, field in (("sensor", "battery"), ("sensor", "temperature"),
+                                ("binary_sensor", "running"), ("sensor", "error"))}
+    finally:
+        recorder.close()
+        sim.stop()

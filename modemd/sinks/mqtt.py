@@ -15,13 +15,14 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from modemd.errors import StoreError
 from modemd.sinks.base import Sink
 from modemd.store import Store
 from modemd.store.outbox import OutboxRow
@@ -79,8 +80,14 @@ class MqttSink(Sink):
     kinds = frozenset({"sms", "reading", "deadletter", "modem_state"})
 
     def __init__(self, store: Store, settings: MqttSettings, *,
-                 discovery: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
-        """``discovery``: Home Assistant configs announced on every connection (the gateway)."""
+                 discovery: Sequence[tuple[str, dict[str, Any]]] = (),
+                 known_rules: Collection[str] | None = None,
+                 known_modems: Collection[str] | None = None) -> None:
+        """``discovery``: Home Assistant configs announced on every connection (the gateway).
+
+        ``known_rules`` / ``known_modems``: what the config has now; entities announced earlier
+        for a rule or modem that is gone are removed from Home Assistant (None: keep them).
+        """
         super().__init__(store, idle_wait=1.0)
         self.settings = settings
         self.topics = Topics(settings.base_topic, settings.gateway_id)
@@ -91,6 +98,12 @@ class MqttSink(Sink):
         self._inflight: dict[int, float] = {}  # seq -> when published
         self._announced: set[str] = set()  # discovery topics sent on this connection
         self._discovery_cache: dict[str, dict[str, Any]] = dict(discovery)
+        self._known_rules = frozenset(known_rules) if known_rules is not None else None
+        self._known_modems = frozenset(known_modems) if known_modems is not None else None
+        # owner ("rule:<rule>/device:<id>" or "modem:<name>") -> discovery topics announced
+        self._owned: dict[str, frozenset[str]] = (
+            store.announced.load() if settings.homeassistant else {})
+        self._pruned = False
         self._connection_epoch = 0
         self._closing = False
         self._seen_epoch = 0
@@ -182,6 +195,9 @@ class MqttSink(Sink):
             self._announced.clear()
             for topic, payload in list(self._discovery_cache.items()):
                 self._publish_discovery(topic, payload)
+            if self.settings.homeassistant and not self._pruned:
+                self._pruned = True
+                self._remove_unconfigured()
         self._expire_inflight()
         room = self.settings.max_inflight - len(self._inflight)
         if room <= 0:
@@ -240,18 +256,13 @@ class MqttSink(Sink):
         if row.kind == "deadletter":
             return self.topics.deadletter, _json(body), False
         if row.kind == "reading":
-            if self.settings.homeassistant:
-                for topic, payload in body.get("discovery", []):
-                    self._discovery_cache[topic] = payload
-                    if topic not in self._announced:
-                        self._publish_discovery(topic, payload)
+            if self.settings.homeassistant and "discovery" in body:
+                self._announce(f"rule:{body.get('rule', '')}/device:{body['device']}",
+                               body["discovery"])
             return self.topics.device_state(body["device"]), _json(body["state"]), True
         if row.kind == "modem_state":
-            if self.settings.homeassistant:
-                for topic, payload in body.get("discovery", []):
-                    self._discovery_cache[topic] = payload
-                    if topic not in self._announced:
-                        self._publish_discovery(topic, payload)
+            if self.settings.homeassistant and "discovery" in body:
+                self._announce(f"modem:{body['modem']}", body["discovery"])
             state = {key: value for key, value in body.items() if key != "discovery"}
             return self.topics.modem_state(body["modem"]), _json(state), True
         raise ValueError(f"unknown outbox kind {row.kind!r}")
@@ -259,6 +270,49 @@ class MqttSink(Sink):
     def _publish_discovery(self, topic: str, payload: dict[str, Any]) -> None:
         self._client.publish(topic, _json(payload), qos=1, retain=True)
         self._announced.add(topic)
+
+    # --- Home Assistant entities that are no longer configured ------------------------------
+
+    def _announce(self, owner: str, discovery: Sequence[Sequence[Any]]) -> None:
+        if not self._configured(owner):
+            return  # a row queued under an earlier config: its entities are gone
+        for topic, payload in discovery:
+            self._discovery_cache[topic] = payload
+            if topic not in self._announced:
+                self._publish_discovery(topic, payload)
+        topics = frozenset(str(topic) for topic, _ in discovery)
+        if self._owned.get(owner) != topics:
+            self._set_owned(owner, topics)
+
+    def _set_owned(self, owner: str, topics: frozenset[str]) -> None:
+        """Make *topics* all that *owner* announces; remove what nobody announces any more."""
+        previous = self._owned.get(owner, frozenset())
+        if topics:
+            self._owned[owner] = topics
+        else:
+            self._owned.pop(owner, None)
+        still_wanted = frozenset().union(*self._owned.values())
+        for topic in sorted(previous - still_wanted):
+            log.info("mqtt: removing Home Assistant entity %s (no longer configured)", topic)
+            self._discovery_cache.pop(topic, None)
+            self._announced.discard(topic)
+            self._client.publish(topic, "", qos=1, retain=True)  # empty retained: remove
+        try:
+            self.store.announced.replace(owner, topics)
+        except StoreError as exc:  # bookkeeping only: never hold up delivery for it
+            log.warning("mqtt: cannot record discovery topics: %s", exc)
+
+    def _configured(self, owner: str) -> bool:
+        kind, _, rest = owner.partition(":")
+        if kind == "modem":
+            return self._known_modems is None or rest in self._known_modems
+        rule = rest.partition("/device:")[0]
+        return self._known_rules is None or rule in self._known_rules
+
+    def _remove_unconfigured(self) -> None:
+        for owner in sorted(self._owned):
+            if not self._configured(owner):
+                self._set_owned(owner, frozenset())
 
 
 def _json(body: Any) -> str:

@@ -1,9 +1,10 @@
-"""Journal and outbox in one SQLite file."""
+"""Journal, outbox and announced discovery topics in one SQLite file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from modemd.store.announced import AnnouncedTopics
 from modemd.store.database import Database
 from modemd.store.journal import CommitResult, Journal, JournalRecord, raw_id_for, set_id_for
 from modemd.store.outbox import Outbox, OutboxRow, SinkStats
@@ -19,12 +20,14 @@ class Store:
         self.db = Database(self.path)
         self.journal = Journal(self.db)
         self.outbox = Outbox(self.db)
+        self.announced = AnnouncedTopics(self.db)
 
     def close(self) -> None:
         self.db.close()
 
 
 __all__ = [
+    "AnnouncedTopics",
     "CommitResult",
     "Journal",
     "JournalRecord",

@@ -88,6 +88,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (msg_id, sink)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS announced_topics (
+    owner TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    PRIMARY KEY (owner, topic)
+);
 """
 
 
