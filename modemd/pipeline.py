@@ -227,11 +227,12 @@ class Pipeline:
         key = "|".join((record.modem, message.sender.number, f"{concat.ref_bits}:"
                         f"{concat.reference}", str(concat.total)))
         first_seen = None
-        if journal.released_as(conn, key, since=time.time() - self.multipart_timeout):
+        now = time.time()
+        if journal.released_as(conn, key, since=now - self.multipart_timeout):
             # A straggler of a set already published incomplete: its siblings, if any, come
             # with it, so it waits a short grace rather than another whole timeout.
-            grace = min(LATE_PART_GRACE, self.multipart_timeout)
-            first_seen = time.time() - self.multipart_timeout + grace
+            first_seen = now - self.multipart_timeout + min(LATE_PART_GRACE,
+                                                             self.multipart_timeout)
         if not journal.add_part(conn, group_key=key, sequence=concat.sequence,
                                 total=concat.total, raw_id=record.raw_id,
                                 first_seen=first_seen):
@@ -256,9 +257,11 @@ class Pipeline:
         msg_id = set_id_for([p.raw_id for p in parts])
         late_for = None
         if parts and len(parts) < parts[0].total:
-            # a straggler set is released within two timeouts of the set it belongs to
+            # a straggler set is released within two timeouts of the set it belongs to;
+            # releases older than that are of no more use (pruned here, not on a timer)
             since = time.time() - 2 * self.multipart_timeout
             late_for = journal.released_as(conn, key, since=since)
+            journal.forget_releases(conn, older_than=since)
             journal.record_release(conn, key, msg_id)
         journal.drop_parts(conn, key)
         self._deliver_message(conn, msg_id, records, messages, late_for=late_for)
@@ -271,8 +274,6 @@ class Pipeline:
             with self.store.db.transaction() as conn:
                 self._complete_set(conn, key)
             self.on_enqueued()
-        with self.store.db.transaction() as conn:
-            self.store.journal.forget_releases(conn, older_than=cutoff - self.multipart_timeout)
         return len(groups)
 
     # --- documents and routing --------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -288,9 +289,10 @@ class FieldSpec(_Frozen):
     #: int fields: named flags, each a bool output field (``bits = { leak = 0, tamper = 1 }``)
     bits: Annotated[dict[FieldName, BitSpec] | None, BeforeValidator(_bit_shorthand)] = None
 
-    @property
+    @cached_property
     def flag_specs(self) -> tuple[tuple[int, FieldSpec], ...]:
-        """``(bit, bool field spec)`` of each named flag, in the order given."""
+        """``(bit, bool field spec)`` of each named flag, in the order given (built once: the
+        engine reads it for every message)."""
         return tuple(
             (flag.bit, FieldSpec(name=name, type="bool", device_class=flag.device_class,
                                  icon=flag.icon, required=self.required))
