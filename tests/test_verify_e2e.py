@@ -70,7 +70,8 @@ def test_request_sms_verified_with_response_topic(running: tuple[Daemon, Recorde
     assert states(recorder) == [("login-42", "pending")]
 
     sim.deliver(sms_from(NUMBER, f"Code {code}"))
-    recorder.wait_for(lambda _: ("login-42", "verified") in states(recorder))
+    recorder.wait_for(lambda _: ("login-42", "verified") in states(recorder)
+                      and len(recorder.on("app/replies/login-42")) == 2)
     verified = [m for m in recorder.on("app/replies/login-42") if m.json()["state"] == "verified"]
     assert len(verified) == 1 and verified[0].correlation == b"\x01req-7"
     assert verified[0].json()["msg_id"]
