@@ -38,6 +38,12 @@ def sms_from(number: str, text: str, *, sent: datetime | None = None) -> bytes:
                           smsc="+491710760000")
 
 
+def wait_online(recorder: Recorder) -> None:
+    wait_until(lambda: recorder.on("modemd/gw1/status")
+               and recorder.on("modemd/gw1/status")[-1].payload == b"online", timeout=30,
+               what="modemd online (subscribed to its request topics)")
+
+
 def states(recorder: Recorder, topic: str = RESULT) -> list[tuple[str, str]]:
     return [(m.json()["id"], m.json()["state"]) for m in recorder.on(topic)]
 
@@ -50,7 +56,7 @@ def running(tmp_path: Path, sim: SimulatedModem,
     daemon.start()
     try:
         wait_until(daemon.drivers[0].ready.is_set, what="modem ready")
-        wait_until(daemon.sinks[0].connected.is_set, what="mqtt connected")  # type: ignore[attr-defined]
+        wait_online(recorder)
         yield daemon, recorder
     finally:
         daemon.stop()
@@ -90,6 +96,7 @@ def test_wrong_codes_fail_and_masked_answers(tmp_path: Path, sim: SimulatedModem
     daemon = Daemon(load(cfg))
     daemon.start()
     try:
+        wait_online(recorder)
         recorder.publish(REQUEST, {"id": "c1", "number": NUMBER, "code": "739154"})
         recorder.wait_for(lambda _: states(recorder) == [("c1", "pending")])
         sim.deliver(sms_from(NUMBER, "is it 111111?"))
@@ -113,9 +120,7 @@ def test_restart_mid_challenge_and_no_code_in_the_store(tmp_path: Path, sim: Sim
     recorder = Recorder(broker.port, ["modemd/#"], v5=True)
     daemon = DaemonProcess(cfg).start()
     try:
-        wait_until(lambda: recorder.on("modemd/gw1/status") and
-                   recorder.on("modemd/gw1/status")[-1].payload == b"online", timeout=30,
-                   what="daemon online")
+        wait_online(recorder)
         recorder.publish(REQUEST, {"id": "c1", "number": NUMBER, "code": "583920",
                                    "ttl": "10m"})
         recorder.wait_for(lambda _: states(recorder) == [("c1", "pending")])
@@ -126,9 +131,12 @@ def test_restart_mid_challenge_and_no_code_in_the_store(tmp_path: Path, sim: Sim
         assert shown["id"] == "c1" and shown["state"] == "pending"
         assert "583920" not in listing.stdout
         daemon.kill()  # SIGKILL mid-challenge
+        # a request published while modemd is down waits at the broker (persistent session)
+        recorder.publish(REQUEST, {"id": "c2", "number": "+4915199999999", "code": "111111"})
 
         daemon = DaemonProcess(cfg).start()
         sim.deliver(sms_from(NUMBER, "583920"))
+        recorder.wait_for(lambda _: ("c2", "pending") in states(recorder), timeout=30)
         recorder.wait_for(lambda _: ("c1", "verified") in states(recorder), timeout=30)
         wait_until(lambda: message_rows(tmp_path / "state"), what="message recorded")
         assert daemon.stop() == 0

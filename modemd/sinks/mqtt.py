@@ -32,6 +32,7 @@ from modemd.store.outbox import OutboxRow
 log = logging.getLogger(__name__)
 
 INFLIGHT_RESEND_AFTER = 120.0  # seconds without PUBACK before a row is offered again
+REQUEST_SESSION_EXPIRY = 86400  # seconds the broker keeps requests for a modemd that is away
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,15 @@ class MqttSink(Sink):
 
     def start(self) -> None:
         s = self.settings
-        self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        if self._requests and self._v5:
+            # A persistent session: requests published while modemd restarts or reconnects
+            # wait at the broker instead of being dropped for want of a subscriber.
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = REQUEST_SESSION_EXPIRY
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive, clean_start=False,
+                                       properties=props)
+        else:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
         self._client.loop_start()
         super().start()
 
@@ -191,11 +200,13 @@ class MqttSink(Sink):
                         self.settings.host, self.settings.port, reason_code)
             return
         log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
-        client.publish(self.topics.status, "online", qos=1, retain=True)
         if self.settings.homeassistant:
             client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
         for topic in self._requests:
             client.subscribe(topic, qos=1)
+        # After the subscriptions: the broker takes a client's packets in order, so whoever
+        # sees "online" can be sure its requests reach us.
+        client.publish(self.topics.status, "online", qos=1, retain=True)
         self._connection_epoch += 1
         self.connected.set()
         self.wake()
