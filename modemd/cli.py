@@ -195,6 +195,49 @@ def messages(
     store.close()
 
 
+verify_app = typer.Typer(help="Verification challenges (codes users send by SMS).",
+                         no_args_is_help=True)
+app.add_typer(verify_app, name="verify")
+
+
+@verify_app.command("list")
+def verify_list(
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    all_states: Annotated[bool, typer.Option("--all", help="Ended challenges too.")] = False,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Challenges waiting for their SMS (never their codes: only hashes are kept)."""
+    from modemd.verify.store import ChallengeStore
+
+    store = _open_store(_load(config))
+    try:
+        rows = ChallengeStore(store.db).listing(state=None if all_states else "pending",
+                                                limit=limit)
+    finally:
+        store.close()
+    docs = [{"id": c.id, "number": c.number, "state": c.state,
+             "created_at": _iso_utc(c.created_at), "expires_at": _iso_utc(c.expires_at),
+             "attempts": c.attempts, "max_attempts": c.max_attempts, "msg_id": c.msg_id}
+            for c in rows]
+    if as_json:
+        _print_json(docs)
+        return
+    if not docs:
+        typer.echo("no pending challenges" if not all_states else "no challenges")
+        return
+    typer.echo(f"{'id':<24} {'number':<16} {'state':<9} {'expires':<25} attempts")
+    for doc in docs:
+        typer.echo(f"{doc['id']:<24} {doc['number']:<16} {doc['state']:<9} "
+                   f"{doc['expires_at']:<25} {doc['attempts']}/{doc['max_attempts']}")
+
+
+def _iso_utc(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
 @app.command()
 def outbox(
     config: ConfigOption = DEFAULT_CONFIG_PATH,

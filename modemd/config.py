@@ -198,6 +198,9 @@ class MQTTConfig(_Model):
     client_id: str | None = None
     keepalive: int = Field(default=30, ge=5, le=3600)
     max_inflight: int = Field(default=32, ge=1, le=1000)
+    # MQTT 5 carries response topics and correlation data (verification, sending);
+    # "3.1.1" for a broker that speaks nothing newer.
+    protocol: Literal["5", "3.1.1"] = "5"
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod
@@ -245,6 +248,63 @@ class OutboxConfig(_Model):
         return parse_duration(value)
 
 
+class VerifyConfig(_Model):
+    """``[verify]``: modemd as the verifier of codes users send from their phones."""
+
+    enabled: bool = False
+    secret_file: str | None = None  # default: <state_dir>/verify.key, made at first start
+    ttl: Duration = 300.0
+    max_ttl: Duration = 3600.0
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    match: Literal["token", "exact", "keyword"] = "token"
+    keyword: str = ""
+    code_length: int = Field(default=6, ge=4, le=12)
+    answers: Literal["withhold", "masked"] = "withhold"
+    max_per_number: int = Field(default=5, ge=1)
+    max_pending: int = Field(default=100_000, ge=1)
+    scts_tolerance: Duration = 0.0
+    keep_ended: Duration = 7 * 86400.0
+
+    @field_validator("ttl", "max_ttl", "scts_tolerance", "keep_ended", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VerifyConfig:
+        if self.match == "keyword" and not self.keyword.strip():
+            raise ValueError("match = \"keyword\" needs a keyword")
+        if not 0 < self.ttl <= self.max_ttl:
+            raise ValueError("ttl must be more than 0 and at most max_ttl")
+        return self
+
+    def secret(self, state_dir: Path) -> bytes:
+        """The per-gateway key of the code hashes: from a file, the environment, or made once."""
+        given = read_secret(file=self.secret_file, env="MODEMD_VERIFY_SECRET",
+                            what="verify.secret_file")
+        if given is not None:
+            value = given.get_secret_value().encode("utf-8")
+            if len(value) < 16:
+                raise ConfigError([("verify.secret_file", "the secret must be at least 16 "
+                                    "characters")])
+            return value
+        path = state_dir / "verify.key"
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            import secrets
+
+            state_dir.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_hex(32).encode("ascii")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(key + b"\n")
+            return key
+        except OSError as exc:
+            raise ConfigError([("verify.secret_file", f"cannot read {path}: "
+                                f"{exc.strerror}")]) from exc
+
+
 class Config(_Model):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     modem: list[ModemConfig] = Field(default_factory=list)
@@ -253,6 +313,7 @@ class Config(_Model):
     parser: list[ParserRule] = Field(default_factory=list)
     devices: dict[str, DeviceSpec] = Field(default_factory=dict)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -265,6 +326,8 @@ class Config(_Model):
                 if name in seen:
                     raise ValueError(f"two [[{what}]] entries are named {name!r}")
                 seen.add(name)
+        if self.verify.enabled and (self.mqtt is None or not self.mqtt.enabled):
+            raise ValueError("[verify] takes its requests over MQTT: it needs [mqtt]")
         return self
 
     def file_problems(self, *, skip_credentials: bool = False) -> list[tuple[str, str]]:
@@ -287,6 +350,9 @@ class Config(_Model):
         if self.influx is not None and self.influx.enabled:
             readers.append((self.influx.token_file, self.influx.token))
             certs.append(("influx.ca", self.influx.ca))
+        if self.verify.enabled and self.verify.secret_file:
+            readers.append((self.verify.secret_file,
+                            lambda: self.verify.secret(self.gateway.state_dir)))
         problems: list[tuple[str, str]] = []
         outside_systemd = not os.environ.get("CREDENTIALS_DIRECTORY")
         for file, read in readers:

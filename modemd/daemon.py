@@ -23,9 +23,11 @@ from modemd.payload.engine import PayloadEngine
 from modemd.payload.senders import AllowList
 from modemd.pipeline import Pipeline, Route
 from modemd.sinks.base import Sink
-from modemd.sinks.mqtt import MqttSettings, MqttSink
+from modemd.sinks.mqtt import MqttSettings, MqttSink, Renderer, Request, RequestHandler, Topics
 from modemd.store import STORE_FILENAME, Store
 from modemd.systemd import Notifier
+from modemd.verify import Verifier, VerifySettings
+from modemd.verify.service import KIND as VERIFY_KIND
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ def mqtt_settings(config: Config) -> MqttSettings | None:
         tls_insecure=bool(m.tls and m.tls.insecure),
         keepalive=m.keepalive, max_inflight=m.max_inflight,
         homeassistant=m.homeassistant, discovery_prefix=m.discovery_prefix,
+        protocol=m.protocol,
     )
 
 
@@ -83,7 +86,22 @@ def rules_with_default_measurement(config: Config) -> list[ParserRule]:
             for rule in config.parser]
 
 
-def build_sinks(config: Config, store: Store) -> list[Sink]:
+def build_verifier(config: Config, store: Store) -> Verifier | None:
+    v, m = config.verify, config.mqtt
+    if not v.enabled or m is None:
+        return None
+    settings = VerifySettings(
+        secret=v.secret(config.gateway.state_dir),
+        result_topic=Topics(m.base_topic, config.gateway.id).under("verify/result"),
+        ttl=v.ttl, max_ttl=v.max_ttl, max_attempts=v.max_attempts, match=v.match,
+        keyword=v.keyword, code_length=v.code_length, answers=v.answers,
+        max_per_number=v.max_per_number, max_pending=v.max_pending,
+        scts_tolerance=v.scts_tolerance, keep_ended=v.keep_ended,
+        default_country_code=config.gateway.default_country_code)
+    return Verifier(store, settings)
+
+
+def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = None) -> list[Sink]:
     sinks: list[Sink] = []
     settings = mqtt_settings(config)
     if settings is not None:
@@ -94,9 +112,20 @@ def build_sinks(config: Config, store: Store) -> list[Sink]:
             announce = gateway_discovery_messages(
                 settings.gateway_id, base_topic=settings.base_topic,
                 discovery_prefix=settings.discovery_prefix)
+        requests: dict[str, RequestHandler] = {}
+        renderers: dict[str, Renderer] = {}
+        topics = Topics(settings.base_topic, settings.gateway_id)
+        if verifier is not None:
+            def verify_request(request: Request) -> None:
+                verifier.request(request.payload, response_topic=request.response_topic,
+                                 correlation=request.correlation)
+
+            requests[topics.under("verify/request")] = verify_request
+            renderers[VERIFY_KIND] = verifier.render
         sinks.append(MqttSink(store, settings, discovery=announce,
                               known_rules=[rule.name for rule in config.parser],
-                              known_modems=[modem.name for modem in config.modem]))
+                              known_modems=[modem.name for modem in config.modem],
+                              requests=requests, renderers=renderers))
     influx = config.influx
     if influx is not None and influx.enabled:
         from modemd.sinks.influx import InfluxSink  # heavy import, only when configured
@@ -125,6 +154,7 @@ class Daemon:
         self.store: Store | None = None
         self.sinks: list[Sink] = []
         self.pipeline: Pipeline | None = None
+        self.verifier: Verifier | None = None
         self.drivers: list[ModemDriver] = []
         self._stop = threading.Event()
         self._ready_sent = False
@@ -140,7 +170,8 @@ class Daemon:
         if problems:  # all of them now, not one per restart
             raise ConfigError(problems)
         self.store = store = open_store(cfg.gateway.state_dir)
-        self.sinks = build_sinks(cfg, store)
+        self.verifier = build_verifier(cfg, store)
+        self.sinks = build_sinks(cfg, store, verifier=self.verifier)
         engine = None
         discovery = None
         if cfg.parser:
@@ -167,7 +198,10 @@ class Daemon:
             max_age=cfg.outbox.max_age,
             on_enqueued=self._wake_sinks,
             discovery=discovery,
+            verifier=self.verifier,
         )
+        if self.verifier is not None:
+            self.verifier.on_result = self._wake_sinks
         self.drivers = [
             ModemDriver(
                 modem, journal=store.journal, on_committed=self.pipeline.wake,
@@ -179,6 +213,8 @@ class Daemon:
         for sink in self.sinks:
             sink.start()
         self.pipeline.start()
+        if self.verifier is not None:
+            self.verifier.start()
         for driver in self.drivers:
             driver.start()
         log.info("modemd started: gateway %s, %d modem(s), sinks: %s", cfg.gateway.id,
@@ -215,6 +251,8 @@ class Daemon:
     def healthy(self) -> bool:
         """Every thread that must run is running (the watchdog's condition)."""
         if self.pipeline is None or not self.pipeline.alive:
+            return False
+        if self.verifier is not None and not self.verifier.alive:
             return False
         return all(d.alive for d in self.drivers) and all(s.alive for s in self.sinks)
 
@@ -255,6 +293,8 @@ class Daemon:
             driver.stop()
         if self.pipeline is not None:
             self.pipeline.stop()
+        if self.verifier is not None:
+            self.verifier.stop()
         deadline = time.monotonic() + 3.0
         for sink in self.sinks:
             sink.stop(timeout=max(0.1, deadline - time.monotonic()))

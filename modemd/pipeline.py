@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modemd.errors import DecodeError, PayloadError
 from modemd.payload.engine import PayloadEngine
@@ -32,6 +32,9 @@ from modemd.sms import (
 from modemd.store import Store
 from modemd.store.journal import JournalRecord, set_id_for
 from modemd.store.outbox import Outbox
+
+if TYPE_CHECKING:
+    from modemd.verify import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,7 @@ class Pipeline:
         max_age: float = 30 * 86400.0,
         on_enqueued: Callable[[], None] = lambda: None,
         discovery: Discovery | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.store = store
         self.routes = tuple(routes)
@@ -120,6 +124,7 @@ class Pipeline:
         self.max_age = max_age
         self.on_enqueued = on_enqueued
         self.discovery = discovery
+        self.verifier = verifier
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -312,6 +317,20 @@ class Pipeline:
         ports = head.ports
         for rec in records:
             journal.mark(conn, rec.raw_id, state="done", msg_id=msg_id)
+        if self.verifier is not None:
+            screening = self.verifier.screen(
+                conn, msg_id=msg_id, sender=head.sender.number, sender_kind=head.sender.kind,
+                text=assembled.text if assembled else head.text, scts=head.scts,
+                received_at=first_record.received_at, document=doc)
+            if screening is not None:
+                # It answered a challenge: the code goes nowhere in clear, not even the
+                # journal, and a verification SMS is no device payload.
+                for rec in records:
+                    journal.redact(conn, rec.raw_id)
+                self._deliver_sms(conn, msg_id, first_record, screening.document,
+                                  sender=doc["sender"], sent_at=doc["sent_at"],
+                                  publish=screening.publish)
+                return
         self._deliver_sms(conn, msg_id, first_record, doc, sender=doc["sender"],
                           sent_at=doc["sent_at"])
         if self.engine is not None:
@@ -321,13 +340,15 @@ class Pipeline:
                         port=ports.destination if ports else None, sent_at=head.scts)
 
     def _deliver_sms(self, conn: sqlite3.Connection, msg_id: str, record: JournalRecord,
-                     doc: dict[str, Any], *, sender: str | None, sent_at: str | None) -> None:
+                     doc: dict[str, Any], *, sender: str | None, sent_at: str | None,
+                     publish: bool = True) -> None:
         if not self.store.journal.record_message(
             conn, msg_id=msg_id, modem=record.modem, sender=sender, sent_at=sent_at,
             status="ok", reason=None, document=doc,
         ):
             return  # already delivered under this id (a re-read after a crash)
-        self._enqueue(conn, "sms", msg_id, doc)
+        if publish:
+            self._enqueue(conn, "sms", msg_id, doc)
 
     def _parse(self, conn: sqlite3.Connection, msg_id: str, record: JournalRecord,
                doc: dict[str, Any], *, text: str | None, data: bytes | None,

@@ -18,6 +18,7 @@ class Received:
     payload: bytes
     retain: bool
     at: float
+    correlation: bytes | None = None
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -25,12 +26,13 @@ class Received:
 
 class Recorder:
     def __init__(self, port: int, topics: list[str], *, host: str = "127.0.0.1",
-                 tls_ca: str | None = None) -> None:
+                 tls_ca: str | None = None, v5: bool = False) -> None:
         self.port = port
         self.messages: list[Received] = []
         self._cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"recorder-{time.monotonic_ns()}")
+                                  client_id=f"recorder-{time.monotonic_ns()}",
+                                  protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
         if tls_ca:
             self.client.tls_set(ca_certs=tls_ca)
         self._topics = topics
@@ -47,9 +49,11 @@ class Recorder:
         client.subscribe([(t, 1) for t in self._topics])
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        correlation = getattr(msg.properties, "CorrelationData", None) if msg.properties \
+            else None
         with self._cond:
             self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain),
-                                          time.monotonic()))
+                                          time.monotonic(), correlation))
             self._cond.notify_all()
 
     def on(self, topic: str) -> list[Received]:
@@ -73,6 +77,22 @@ class Recorder:
         self.wait_for(lambda msgs: len([m for m in msgs if mqtt.topic_matches_sub(
             topic, m.topic)]) >= count, timeout)
         return self.on(topic)
+
+    def publish(self, topic: str, payload: Any, *, response_topic: str | None = None,
+                correlation: bytes | None = None) -> None:
+        """QoS 1, waited for; MQTT 5 request properties when given (needs ``v5=True``)."""
+        properties = None
+        if response_topic is not None or correlation is not None:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.PUBLISH)
+            if response_topic is not None:
+                properties.ResponseTopic = response_topic
+            if correlation is not None:
+                properties.CorrelationData = correlation
+        data = payload if isinstance(payload, bytes | str) else json.dumps(payload)
+        self.client.publish(topic, data, qos=1, properties=properties).wait_for_publish(10)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -15,12 +15,14 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from modemd.errors import StoreError
 from modemd.sinks.base import Sink
@@ -30,6 +32,7 @@ from modemd.store.outbox import OutboxRow
 log = logging.getLogger(__name__)
 
 INFLIGHT_RESEND_AFTER = 120.0  # seconds without PUBACK before a row is offered again
+REQUEST_SESSION_EXPIRY = 86400  # seconds the broker keeps requests for a modemd that is away
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,23 @@ class MqttSettings:
     max_inflight: int = 32
     homeassistant: bool = False
     discovery_prefix: str = "homeassistant"
+    protocol: str = "5"  # or "3.1.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request document published to one of the gateway's request topics."""
+
+    topic: str
+    payload: bytes
+    response_topic: str | None = None  # MQTT 5: where the requester wants its answers
+    correlation: bytes | None = None
+
+
+#: Takes a request; durable before it returns (the broker's PUBACK follows it).
+RequestHandler = Callable[[Request], None]
+#: An outbox row's body of a plugged-in kind → (topic, document, MQTT 5 correlation data).
+Renderer = Callable[[dict[str, Any]], tuple[str, Any, bytes | None]]
 
 
 class Topics:
@@ -74,6 +94,9 @@ class Topics:
     def modem_state(self, modem: str) -> str:
         return f"{self.root}/modem/{modem}/state"
 
+    def under(self, suffix: str) -> str:
+        return f"{self.root}/{suffix}"
+
 
 class MqttSink(Sink):
     name = "mqtt"
@@ -82,11 +105,16 @@ class MqttSink(Sink):
     def __init__(self, store: Store, settings: MqttSettings, *,
                  discovery: Sequence[tuple[str, dict[str, Any]]] = (),
                  known_rules: Collection[str] | None = None,
-                 known_modems: Collection[str] | None = None) -> None:
+                 known_modems: Collection[str] | None = None,
+                 requests: Mapping[str, RequestHandler] | None = None,
+                 renderers: Mapping[str, Renderer] | None = None) -> None:
         """``discovery``: Home Assistant configs announced on every connection (the gateway).
 
         ``known_rules`` / ``known_modems``: what the config has now; entities announced earlier
         for a rule or modem that is gone are removed from Home Assistant (None: keep them).
+        ``requests``: topic → handler of the documents applications publish there (e.g. the
+        verification requests). ``renderers``: outbox kinds of other components → how a row
+        of that kind is published (it is not retained).
         """
         super().__init__(store, idle_wait=1.0)
         self.settings = settings
@@ -107,6 +135,9 @@ class MqttSink(Sink):
         self._connection_epoch = 0
         self._closing = False
         self._seen_epoch = 0
+        self._requests: dict[str, RequestHandler] = dict(requests or {})
+        self._renderers: dict[str, Renderer] = dict(renderers or {})
+        self.kinds = type(self).kinds | frozenset(self._renderers)
         self._client = self._make_client()
 
     # --- paho client -------------------------------------------------------------------------
@@ -114,8 +145,10 @@ class MqttSink(Sink):
     def _make_client(self) -> mqtt.Client:
         s = self.settings
         client_id = s.client_id or f"modemd-{s.gateway_id}"
+        self._v5 = s.protocol == "5"
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=client_id,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
         )
         client.will_set(self.topics.status, "offline", qos=1, retain=True)
         if s.username:
@@ -137,7 +170,15 @@ class MqttSink(Sink):
 
     def start(self) -> None:
         s = self.settings
-        self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        if self._requests and self._v5:
+            # A persistent session: requests published while modemd restarts or reconnects
+            # wait at the broker instead of being dropped for want of a subscriber.
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = REQUEST_SESSION_EXPIRY
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive, clean_start=False,
+                                       properties=props)
+        else:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
         self._client.loop_start()
         super().start()
 
@@ -159,9 +200,13 @@ class MqttSink(Sink):
                         self.settings.host, self.settings.port, reason_code)
             return
         log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
-        client.publish(self.topics.status, "online", qos=1, retain=True)
         if self.settings.homeassistant:
             client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
+        for topic in self._requests:
+            client.subscribe(topic, qos=1)
+        # After the subscriptions: the broker takes a client's packets in order, so whoever
+        # sees "online" can be sure its requests reach us.
+        client.publish(self.topics.status, "online", qos=1, retain=True)
         self._connection_epoch += 1
         self.connected.set()
         self.wake()
@@ -178,6 +223,22 @@ class MqttSink(Sink):
         self.wake()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        handler = self._requests.get(message.topic)
+        if handler is not None:
+            if message.retain:
+                log.warning("mqtt: ignoring a retained request on %s (requests must not be "
+                            "retained: it would run again at every connection)", message.topic)
+                return
+            props = message.properties
+            response_topic = getattr(props, "ResponseTopic", None) if props else None
+            correlation = getattr(props, "CorrelationData", None) if props else None
+            try:
+                handler(Request(topic=message.topic, payload=bytes(message.payload),
+                                response_topic=response_topic or None,
+                                correlation=bytes(correlation) if correlation else None))
+            except Exception:  # one bad request must not take the MQTT client thread down
+                log.exception("mqtt: handling a request on %s failed", message.topic)
+            return
         if message.topic == f"{self.settings.discovery_prefix}/status" and \
                 message.payload.strip() == b"online":
             log.info("mqtt: Home Assistant restarted; discovery will be sent again")
@@ -229,12 +290,22 @@ class MqttSink(Sink):
                 del self._inflight[seq]
 
     def _publish_row(self, row: OutboxRow) -> None:
+        properties: Properties | None = None
         try:
-            topic, payload, retain = self._render(row)
+            renderer = self._renderers.get(row.kind)
+            if renderer is not None:
+                topic, document, correlation = renderer(row.body)
+                payload, retain = _json(document), False
+                if correlation is not None and self._v5:
+                    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                    properties.CorrelationData = correlation
+            else:
+                topic, payload, retain = self._render(row)
         except (KeyError, TypeError, ValueError) as exc:
             self.store.outbox.poison(self.name, [row.seq], reason=f"cannot render: {exc!r}")
             return
-        info = self._client.publish(topic, payload, qos=self.settings.qos, retain=retain)
+        info = self._client.publish(topic, payload, qos=self.settings.qos, retain=retain,
+                                    properties=properties)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.warning("mqtt: publish to %s failed: %s", topic, mqtt.error_string(info.rc))
             return

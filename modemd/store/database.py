@@ -126,6 +126,9 @@ class Database:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys=ON")
+        # Deleted and rewritten content is zeroed, not left in free space: rows that held a
+        # verification code or a published sealed code leave no trace in the file.
+        conn.execute("PRAGMA secure_delete=ON")
         with self._lock:
             self._connections.append(conn)
         return conn

@@ -201,6 +201,12 @@ class Journal:
         return cur.rowcount == 1
 
     @staticmethod
+    def redact(conn: sqlite3.Connection, raw_id: str) -> None:
+        """Drop a processed row's raw bytes (its id stays): it held a secret, e.g. a code."""
+        conn.execute("UPDATE journal SET raw = X'' WHERE raw_id = ? AND state != 'new'",
+                     (raw_id,))
+
+    @staticmethod
     def record_release(conn: sqlite3.Connection, group_key: str, msg_id: str) -> None:
         """Remember that the set *group_key* went out incomplete as *msg_id*."""
         conn.execute(
