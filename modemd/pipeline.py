@@ -218,7 +218,14 @@ class Pipeline:
             raise
         except Exception as exc:
             log.exception("pipeline: journal row %s failed", record.raw_id)
-            self._failed(record, f"{type(exc).__name__}: {exc}"[:300])
+            try:
+                self._failed(record, f"{type(exc).__name__}: {exc}"[:300])
+            except StoreError:
+                raise
+            except Exception:
+                # even quarantining it failed: leave the row for a minute, go on with the rest
+                log.exception("pipeline: cannot quarantine journal row %s", record.raw_id)
+                self._retry_at[record.raw_id] = self.clock.monotonic() + 60.0
         else:
             self._retry_at.pop(record.raw_id, None)
         finally:
