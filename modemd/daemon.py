@@ -160,6 +160,7 @@ class Daemon:
         self._ready_sent = False
         self._last_status = ""
         self._started_at = time.monotonic()
+        self._stall_reason: str | None = None
 
     # --- building ---------------------------------------------------------------------------
 
@@ -249,12 +250,29 @@ class Daemon:
     # --- running -------------------------------------------------------------------------------
 
     def healthy(self) -> bool:
-        """Every thread that must run is running (the watchdog's condition)."""
-        if self.pipeline is None or not self.pipeline.alive:
-            return False
+        """Every thread that must run is running and making progress (the watchdog's
+        condition); the reason it is not is logged once."""
+        reason = self.stalled()
+        if reason != self._stall_reason:
+            if reason is not None:
+                log.error("not healthy, withholding the watchdog ping: %s", reason)
+            elif self._stall_reason is not None:
+                log.info("healthy again")
+            self._stall_reason = reason
+        return reason is None
+
+    def stalled(self) -> str | None:
+        if self.pipeline is None:
+            return "no pipeline"
+        now = time.monotonic()
+        reasons = [self.pipeline.stalled(now), *(d.stalled(now) for d in self.drivers)]
+        for reason in reasons:
+            if reason is not None:
+                return reason
         if self.verifier is not None and not self.verifier.alive:
-            return False
-        return all(d.alive for d in self.drivers) and all(s.alive for s in self.sinks)
+            return "verify thread not running"
+        dead = [s.name for s in self.sinks if not s.alive]
+        return f"sink thread(s) not running: {', '.join(dead)}" if dead else None
 
     def run_forever(self) -> None:
         """Supervise until stop(): READY once a modem is up, WATCHDOG while healthy."""

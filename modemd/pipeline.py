@@ -11,26 +11,21 @@ import base64
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from modemd.errors import DecodeError, PayloadError
+from modemd.clock import Clock, SystemClock
+from modemd.errors import DecodeError, PayloadError, StoreError
+from modemd.multipart import LATE_PART_GRACE, Duplicate, Held, Ready, Reassembler
 from modemd.payload.engine import PayloadEngine
 from modemd.payload.model import InboundMessage
 from modemd.payload.senders import AllowList
-from modemd.sms import (
-    Assembled,
-    SmsDeliver,
-    SmsStatusReport,
-    assemble,
-    decode_pdu,
-    decode_text_record,
-)
-from modemd.store import Store
-from modemd.store.journal import JournalRecord, set_id_for
+from modemd.records import Undecodable, decode_record
+from modemd.sms import Assembled, SmsDeliver, SmsStatusReport, assemble
+from modemd.store import Store, held
+from modemd.store.journal import JournalRecord
 from modemd.store.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -38,8 +33,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds a part of an already released (incomplete) set waits for siblings of its own.
-LATE_PART_GRACE = 60.0
+__all__ = ["LATE_PART_GRACE", "Pipeline", "Route", "sms_document"]
+
+#: Journal rows taken per batch.
+BATCH = 64
+#: Failed attempts at one journal row before it is quarantined (dead-lettered with the reason).
+MAX_ATTEMPTS = 5
+#: Seconds without progress (on a row, or round the loop) after which the pipeline is stalled.
+STALL_AFTER = 60.0
 
 Discovery = Callable[[Any], list[tuple[str, dict[str, Any]]]]
 
@@ -114,12 +115,16 @@ class Pipeline:
         on_enqueued: Callable[[], None] = lambda: None,
         discovery: Discovery | None = None,
         verifier: Verifier | None = None,
+        clock: Clock | None = None,
+        stall_after: float = STALL_AFTER,
     ) -> None:
         self.store = store
         self.routes = tuple(routes)
         self.engine = engine
         self.senders = senders or AllowList({})
-        self.multipart_timeout = multipart_timeout
+        self.clock: Clock = clock or SystemClock()
+        self.parts = Reassembler(store.journal, timeout=multipart_timeout, clock=self.clock)
+        self.stall_after = stall_after
         self.max_rows = max_rows
         self.max_age = max_age
         self.on_enqueued = on_enqueued
@@ -129,7 +134,19 @@ class Pipeline:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_housekeeping = 0.0
+        self._retry_at: dict[str, float] = {}  # raw_id -> monotonic time of its next attempt
+        self._looped_at = self.clock.monotonic()
+        self._working: tuple[str, float] | None = None  # (raw_id, since) while processing
         self.processed = 0
+        self.quarantined = 0
+
+    @property
+    def multipart_timeout(self) -> float:
+        return self.parts.timeout
+
+    @multipart_timeout.setter
+    def multipart_timeout(self, seconds: float) -> None:
+        self.parts.timeout = seconds
 
     # --- thread ----------------------------------------------------------------------------
 
@@ -150,15 +167,28 @@ class Pipeline:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def stalled(self, now: float) -> str | None:
+        """Why the pipeline is not making progress (monotonic *now*), or None if it is."""
+        if not self.alive:
+            return "the pipeline thread is not running"
+        working = self._working
+        if working is not None and now - working[1] > self.stall_after:
+            return (f"the pipeline has been on journal row {working[0]} for "
+                    f"{now - working[1]:.0f} s")
+        if now - self._looped_at > self.stall_after:
+            return f"the pipeline has not come round its loop for {now - self._looped_at:.0f} s"
+        return None
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._looped_at = self.clock.monotonic()
             self._wake.clear()  # before the work: a wake during it is not lost
             try:
                 busy = self.run_once()
             except Exception:
-                # A bug in one place must not stop reception; the rows stay 'new' and are
-                # retried, and the error is in the log for a person to look at.
-                log.exception("pipeline: unexpected error; retrying in 1 s")
+                # The store failing (disk full, I/O error), not a row: rows stay 'new' and
+                # the batch is tried again; one bad row never comes here (see process()).
+                log.exception("pipeline: cannot work on the store; retrying in 1 s")
                 self._stop.wait(1.0)
                 continue
             if not busy:
@@ -166,55 +196,72 @@ class Pipeline:
 
     def run_once(self) -> bool:
         """Process one batch of new journal rows; True if there may be more."""
-        records = self.store.journal.pending(limit=64)
-        for record in records:
+        now = self.clock.monotonic()
+        waiting = self._retry_at
+        records = self.store.journal.pending(limit=BATCH + len(waiting))
+        batch = [r for r in records if waiting.get(r.raw_id, 0.0) <= now][:BATCH]
+        for record in batch:
             self.process(record)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + 5.0
             self.expire_partial_sets()
             self.store.outbox.enforce_bounds(max_rows=self.max_rows, max_age=self.max_age)
-        return len(records) == 64
+        return len(batch) == BATCH
 
     # --- one record ----------------------------------------------------------------------------
 
     def process(self, record: JournalRecord) -> None:
-        with self.store.db.transaction() as conn:
-            self._process(conn, record)
+        """Process one row in one transaction. A failure of any kind is the row's, not the
+        pipeline's: the row is retried a few times (the count survives restarts), then
+        quarantined, and the rows behind it go on. Only the store failing stops the batch."""
+        self._working = (record.raw_id, self.clock.monotonic())
+        try:
+            with self.store.db.transaction() as conn:
+                self._process(conn, record)
+        except StoreError:
+            raise
+        except Exception as exc:
+            log.exception("pipeline: journal row %s failed", record.raw_id)
+            try:
+                self._failed(record, f"{type(exc).__name__}: {exc}"[:300])
+            except StoreError:
+                raise
+            except Exception:
+                # even quarantining it failed: leave the row for a minute, go on with the rest
+                log.exception("pipeline: cannot quarantine journal row %s", record.raw_id)
+                self._retry_at[record.raw_id] = self.clock.monotonic() + 60.0
+        else:
+            self._retry_at.pop(record.raw_id, None)
+        finally:
+            self._working = None
         self.processed += 1
         self.on_enqueued()
 
-    def _decode(self, record: JournalRecord) -> tuple[Any | None, str | None]:
-        """(message, None) or (None, reason). Strict first; lenient recovery is labelled."""
-        if record.mode == "invalid":
-            return None, "the modem returned a PDU line that is not hexadecimal"
-        try:
-            if record.mode == "text":
-                header, _, body = record.raw.decode("utf-8", "replace").partition("\n")
-                return decode_text_record(header, body), None
-            return decode_pdu(record.raw, with_smsc=True, strict=True), None
-        except DecodeError as strict_error:
-            if record.mode != "pdu":
-                return None, f"undecodable text record: {strict_error}"
-            try:
-                return decode_pdu(record.raw, with_smsc=True, strict=False), None
-            except DecodeError:
-                return None, f"undecodable PDU: {strict_error}"
+    def _failed(self, record: JournalRecord, reason: str) -> None:
+        """Count a failed attempt; at MAX_ATTEMPTS dead-letter the row with the reason."""
+        with self.store.db.transaction() as conn:
+            attempts = held.add_attempt(conn, record.raw_id, reason)
+            if attempts >= MAX_ATTEMPTS:
+                self.store.db.bump(conn, "pipeline.quarantined")
+                self._dead_letter(conn, record, f"processing failed {attempts} times: {reason}")
+        if attempts >= MAX_ATTEMPTS:
+            self.quarantined += 1
+            self._retry_at.pop(record.raw_id, None)
+        else:
+            self._retry_at[record.raw_id] = self.clock.monotonic() + 2.0 ** (attempts - 1)
 
     def _process(self, conn: sqlite3.Connection, record: JournalRecord) -> None:
         journal = self.store.journal
-        message, reason = self._decode(record)
-        if message is None:
-            self._dead_letter(conn, record, reason or "undecodable")
+        message = decode_record(record)
+        if isinstance(message, Undecodable):
+            self._dead_letter(conn, record, message.reason)
             return
         if isinstance(message, SmsStatusReport):
             doc = self._status_report_document(record, message)
             self._deliver_sms(conn, record.raw_id, record, doc, sender=doc["recipient"],
                               sent_at=doc["sent_at"])
             journal.mark(conn, record.raw_id, state="done", msg_id=record.raw_id)
-            return
-        if not isinstance(message, SmsDeliver):
-            self._dead_letter(conn, record, f"not a received message ({type(message).__name__})")
             return
         if not self.senders.allows(record.modem, message.sender.number):
             self.store.db.bump(conn, "senders.rejected")
@@ -229,57 +276,54 @@ class Pipeline:
             self._dead_letter(conn, record, f"part {concat.sequence} of {concat.total} is out of "
                                             "range")
             return
-        key = "|".join((record.modem, message.sender.number, f"{concat.ref_bits}:"
-                        f"{concat.reference}", str(concat.total)))
-        first_seen = None
-        now = time.time()
-        if journal.released_as(conn, key, since=now - self.multipart_timeout):
-            # A straggler of a set already published incomplete: its siblings, if any, come
-            # with it, so it waits a short grace rather than another whole timeout.
-            first_seen = now - self.multipart_timeout + min(LATE_PART_GRACE,
-                                                             self.multipart_timeout)
-        if not journal.add_part(conn, group_key=key, sequence=concat.sequence,
-                                total=concat.total, raw_id=record.raw_id,
-                                first_seen=first_seen):
+        offer = self.parts.offer(conn, record, message)
+        if isinstance(offer, Duplicate):
             self.store.db.bump(conn, "parts.duplicates")
             journal.mark(conn, record.raw_id, state="done", error="duplicate part")
             return
         journal.mark(conn, record.raw_id, state="held")
-        parts = journal.parts_of(conn, key)
-        if len(parts) == concat.total:
-            self._complete_set(conn, key)
+        if isinstance(offer, Ready):
+            self._release(conn, offer.group_key)
+        else:
+            assert isinstance(offer, Held)
 
-    def _complete_set(self, conn: sqlite3.Connection, key: str) -> None:
-        journal = self.store.journal
-        parts = journal.parts_of(conn, key)
-        records_by_id = journal.get(p.raw_id for p in parts)
-        records = [records_by_id[p.raw_id] for p in parts if p.raw_id in records_by_id]
-        messages = []
-        for rec in records:
-            decoded, _ = self._decode(rec)
-            if isinstance(decoded, SmsDeliver):
-                messages.append(decoded)
-        msg_id = set_id_for([p.raw_id for p in parts])
-        late_for = None
-        if parts and len(parts) < parts[0].total:
-            # a straggler set is released within two timeouts of the set it belongs to;
-            # releases older than that are of no more use (pruned here, not on a timer)
-            since = time.time() - 2 * self.multipart_timeout
-            late_for = journal.released_as(conn, key, since=since)
-            journal.forget_releases(conn, older_than=since)
-            journal.record_release(conn, key, msg_id)
-        journal.drop_parts(conn, key)
-        self._deliver_message(conn, msg_id, records, messages, late_for=late_for)
+    def _release(self, conn: sqlite3.Connection, key: str) -> None:
+        release = self.parts.release(conn, key)
+        records_by_id = self.store.journal.get(p.raw_id for p in release.parts)
+        records = [records_by_id[p.raw_id] for p in release.parts if p.raw_id in records_by_id]
+        messages = [m for m in map(decode_record, records) if isinstance(m, SmsDeliver)]
+        self._deliver_message(conn, release.msg_id, records, messages,
+                              late_for=release.late_for)
 
     def expire_partial_sets(self) -> int:
-        """Deliver sets still incomplete after the timeout, marked incomplete."""
-        cutoff = time.time() - self.multipart_timeout
-        groups = self.store.journal.expired_groups(older_than=cutoff)
+        """Deliver sets still incomplete after the timeout, marked incomplete. A set whose
+        release fails is quarantined whole, and the other sets go on."""
+        groups = self.parts.due()
         for key in groups:
-            with self.store.db.transaction() as conn:
-                self._complete_set(conn, key)
+            try:
+                with self.store.db.transaction() as conn:
+                    self._release(conn, key)
+            except StoreError:
+                raise
+            except Exception as exc:
+                log.exception("pipeline: releasing multipart set %s failed", key)
+                self._quarantine_set(key, f"{type(exc).__name__}: {exc}"[:300])
             self.on_enqueued()
         return len(groups)
+
+    def _quarantine_set(self, key: str, reason: str) -> None:
+        with self.store.db.transaction() as conn:
+            release = self.parts.release(conn, key)
+            records = self.store.journal.get(p.raw_id for p in release.parts)
+            self.store.db.bump(conn, "pipeline.quarantined")
+            for n, record in enumerate(records.values()):
+                if n == 0:
+                    self._dead_letter(conn, record, f"releasing the set failed: {reason}",
+                                      msg_id=release.msg_id)
+                else:
+                    self.store.journal.mark(conn, record.raw_id, state="failed",
+                                            msg_id=release.msg_id, error=reason)
+        self.quarantined += 1
 
     # --- documents and routing --------------------------------------------------------------
 

@@ -111,6 +111,8 @@ class ModemDriver:
         self._next_health = 0.0
         self.ready = threading.Event()  # set after the first successful init
         self.garbage_lines = 0
+        self._beat = time.monotonic()  # the worker's last sign of progress, for stalled()
+        self.stall_after = max(120.0, 4 * self.timeout + max_backoff)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -134,8 +136,17 @@ class ModemDriver:
 
     # --- the supervisor loop -----------------------------------------------------------------
 
+    def stalled(self, now: float) -> str | None:
+        """Why the worker is not making progress (monotonic *now*), or None if it is."""
+        if not self.alive:
+            return f"modem {self.config.name}: worker thread is not running"
+        if now - self._beat > self.stall_after:
+            return f"modem {self.config.name}: worker stuck for {now - self._beat:.0f} s"
+        return None
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._beat = time.monotonic()
             try:
                 self._connect()
                 self._backoff.reset()
@@ -241,6 +252,7 @@ class ModemDriver:
         session = self._session
         if session is None:
             raise TransportError("not connected", port=self.state.port)
+        self._beat = time.monotonic()
         return session.execute(
             command, timeout=timeout or self.timeout, response_prefixes=prefixes, check=check
         )
@@ -397,6 +409,7 @@ class ModemDriver:
         self._next_sweep = now + self.sweep_interval
         self._next_health = now + self.health_interval
         while not self._stop.is_set():
+            self._beat = time.monotonic()
             session = self._session
             if session is None or session.dead.is_set():
                 raise TransportError("port lost", port=self.state.port)

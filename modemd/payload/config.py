@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from modemd.errors import ConfigError
+from modemd.payload.regexes import Pattern, RegexError, compile_pattern
 from modemd.payload.senders import (
     AllowList,
     SenderPatterns,
@@ -136,12 +137,12 @@ def _label_problem(value: str, what: str) -> str | None:
     return None
 
 
-def _regex_problem(pattern: str) -> tuple[re.Pattern[str] | None, str | None]:
+def _regex_problem(pattern: str) -> tuple[Pattern | None, str | None]:
     if len(pattern) > MAX_REGEX_LEN:
         return None, f"regular expression longer than {MAX_REGEX_LEN} characters"
-    try:
-        return re.compile(pattern), None
-    except re.error as exc:
+    try:  # with the engine that runs it (modemd.payload.regexes)
+        return compile_pattern(pattern), None
+    except RegexError as exc:
         return None, f"invalid regular expression: {exc}"
 
 
@@ -557,7 +558,7 @@ class ParserRule(_Frozen):
         if self.pattern is None:
             problems.append(("pattern", "format regex needs a pattern with named groups"))
             return
-        groups = re.compile(self.pattern).groupindex
+        groups = compile_pattern(self.pattern).groupindex
         for key in self.fields:
             if key not in groups:
                 problems.append((f"fields.{key}", f"pattern has no group (?P<{key}>...)"))

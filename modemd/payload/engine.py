@@ -12,7 +12,6 @@ message says why (without echoing more than a few characters of the input).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ from modemd.payload.formats import (
     show,
 )
 from modemd.payload.model import FieldValue, InboundMessage, Reading
+from modemd.payload.regexes import Pattern, compile_pattern, search
 from modemd.payload.senders import SenderPatterns, normalise_country_code, normalise_e164
 
 __all__ = ["PayloadEngine"]
@@ -44,7 +44,7 @@ __all__ = ["PayloadEngine"]
 class _Compiled:
     rule: ParserRule
     senders: SenderPatterns | None
-    text: re.Pattern[str] | None
+    text: Pattern | None
     specs_by_name: Mapping[str, FieldSpec]
 
 
@@ -97,7 +97,7 @@ class PayloadEngine:
             if rule.match.sender
             else None
         )
-        text = re.compile(rule.match.text) if rule.match.text is not None else None
+        text = compile_pattern(rule.match.text) if rule.match.text is not None else None
         specs = {spec.name: spec for spec in rule.output_specs}
         return _Compiled(rule, senders, text, specs)
 
@@ -138,7 +138,10 @@ class PayloadEngine:
                 continue
             if compiled.senders is not None and not compiled.senders.matches_normalised(sender):
                 continue
-            if compiled.text is not None and (text is None or not compiled.text.search(text)):
+            if compiled.text is not None and (
+                text is None
+                or not search(compiled.text, text, rule=compiled.rule.name, what="match.text")
+            ):
                 continue
             return compiled
         return None

@@ -21,6 +21,7 @@ from functools import lru_cache
 
 from modemd.errors import PayloadError
 from modemd.payload.config import ParserRule
+from modemd.payload.regexes import compile_pattern, search
 
 __all__ = [
     "MAX_DATA_BYTES",
@@ -196,16 +197,11 @@ def parse_csv(text: str, rule: ParserRule) -> RawValues:
 # -------------------------------------------------------------------------------------- regex
 
 
-@lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def parse_regex(text: str, rule: ParserRule) -> RawValues:
     """The named groups of the first match of ``pattern`` (``re.search``)."""
     if rule.pattern is None:  # prevented by config validation
         raise PayloadError("regex rule without pattern", rule=rule.name)
-    match = _compiled(rule.pattern).search(text)
+    match = search(compile_pattern(rule.pattern), text, rule=rule.name, what="pattern")
     if match is None:
         raise PayloadError("text does not match the rule's pattern", rule=rule.name)
     known = known_keys(rule)

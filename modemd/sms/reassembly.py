@@ -39,19 +39,41 @@ def _raw_concat(part: SmsDeliver) -> tuple[int, int, int, int] | None:
 
 
 def _utf16_octets(part: SmsDeliver) -> bytes:
-    """The part's UCS-2 text as the sender's octets (a split surrogate half included)."""
+    """The part's UCS-2 text as the sender's octets (a split surrogate half included).
+
+    An odd trailing octet (a malformed part, decoded leniently) is dropped here as the part's
+    own decode dropped it: UTF-16 code units are two octets, and one left over would shift
+    every character of the parts after it.
+    """
     try:
-        return user_data_payload(part.tpdu)
+        octets = user_data_payload(part.tpdu)
     except DecodeError:
         return (part.text or "").encode("utf-16-be", "surrogatepass")
+    return octets[: len(octets) - len(octets) % 2]
 
 
 def _decode_utf16(octets: bytes) -> str:
-    text = octets.decode("utf-16-be", "surrogatepass")
+    # even length by construction, and surrogatepass accepts any code unit: cannot raise
+    text = octets[: len(octets) - len(octets) % 2].decode("utf-16-be", "surrogatepass")
     return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
 
 
 def assemble(parts: Sequence[SmsDeliver]) -> Assembled:
+    """Join the parts of one set, given in any order; raises DecodeError only.
+
+    See :func:`_assemble`. Anything else going wrong inside (a bug meeting a part nobody
+    foresaw) comes out as DecodeError too, so a caller's error path is one ``except``.
+    """
+    try:
+        return _assemble(parts)
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, UnicodeError, OverflowError) as exc:
+        raise DecodeError(f"cannot join the parts: {type(exc).__name__}: {exc}",
+                          field="concat") from exc
+
+
+def _assemble(parts: Sequence[SmsDeliver]) -> Assembled:
     """Join the parts of one set, given in any order.
 
     Duplicates (same sequence number) are ignored, the first one kept. A message without a

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from modemd.errors import StoreError
+from modemd.store.held import migrate_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._open(durable=True)
             conn.executescript(SCHEMA)
+            migrate_pipeline(conn)
             conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
