@@ -1,0 +1,245 @@
+"""The right AT port for every family: `modemd ports` on fake sysfs trees, `--probe` and the
+search for a vanished modem writing only to known modems' AT ports, and the udev rules kept
+in sync with the USB table (ModemManager kept away from every id the profiles name)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modemd.cli import app
+from modemd.config import ModemConfig
+from modemd.modem import discovery
+from modemd.modem.profiles import PROFILES
+from modemd.modem.udev_rules import render
+from modemd.modem.usb_ids import USB_MODEMS
+from modemd.simulator.modem import SimulatedModem
+from modemd.transport import SerialTransport
+from tests.usb_tree import Iface, acm_ports, add_usb_device, option_ports
+
+REPO = Path(__file__).resolve().parent.parent
+RULES = REPO / "systemd" / "99-modemd.rules"
+
+# family -> (usb id, its serial interfaces, the tty modemd must pick)
+FAMILIES: dict[str, tuple[str, list[Iface], str]] = {
+    "quectel_ec25": ("2c7c:0125", option_ports(["00", "01", "02", "03"]), "ttyUSB2"),
+    "quectel_ec21": ("2c7c:0121", option_ports(["00", "01", "02", "03"]), "ttyUSB2"),
+    "quectel_eg91": ("2c7c:0191", option_ports(["00", "01", "02", "03"]), "ttyUSB2"),
+    "quectel_eg95": ("2c7c:0195", option_ports(["00", "01", "02", "03"]), "ttyUSB2"),
+    "quectel_bg96": ("2c7c:0296", option_ports(["00", "01", "02", "03"]), "ttyUSB2"),
+    "simcom_sim7600": ("1e0e:9001", option_ports(["00", "01", "02", "03", "04"]), "ttyUSB2"),
+    # A76xx: interfaces 00/01 are RNDIS, the serial ones start at 02; AT is interface 04
+    "simcom_a76xx": ("1e0e:9011", option_ports(["02", "03", "04", "05"]), "ttyUSB2"),
+    "simcom_sim7080": ("1e0e:9206", option_ports(["00", "01", "02", "03", "04", "05"]),
+                       "ttyUSB2"),
+    # Telit LE910C1 1bc7:1201: 00 diag, (01/02 rmnet), 03 GPS, 04 AT, 05 AT, 06 unused
+    "telit_1201": ("1bc7:1201", option_ports(["00", "03", "04", "05", "06"]), "ttyUSB2"),
+    "telit_1031": ("1bc7:1031", option_ports(["00", "01", "02"]), "ttyUSB1"),
+    "ublox_lara_r6": ("05c6:908b", option_ports(["00", "01", "02", "03"]), "ttyUSB1"),
+    "ublox_lara_r2": ("1546:110a", acm_ports(["00", "02", "04", "06", "08", "0a"]), "ttyACM0"),
+    # Huawei E3372 stick firmware: 00 is the modem (PPP) port, 01 the PC UI port
+    "huawei_e3372": ("12d1:1506", [Iface("00", "ttyUSB0", "ff", "02", "01"),
+                                   Iface("01", "ttyUSB1", "ff", "02", "02")], "ttyUSB1"),
+    # a Huawei that names its interfaces (class info all ff)
+    "huawei_named": ("12d1:1436", [
+        Iface("00", "ttyUSB0", description="HUAWEI Mobile Connect - Modem"),
+        Iface("03", "ttyUSB1", description="HUAWEI Mobile Connect - Application Interface"),
+        Iface("04", "ttyUSB2", description="HUAWEI Mobile Connect - PC UI Interface")],
+        "ttyUSB2"),
+    # old Huawei firmware: ff/ff/ff everywhere, no names: the documented fixed layout
+    "huawei_old": ("12d1:1001", option_ports(["00", "01", "02"]), "ttyUSB2"),
+}
+
+NOT_MODEMS: list[tuple[str, list[Iface]]] = [
+    ("0403:6001", [Iface("00", "ttyUSB30")]),  # an Arduino behind an FTDI chip
+    ("1a86:7523", [Iface("00", "ttyUSB31")]),  # a CH340 Arduino clone
+    ("1546:01a7", acm_ports(["00"], first_tty=30)),  # a u-blox 7 GPS receiver
+    ("10c4:ea60", [Iface("00", "ttyUSB32")]),  # a Zigbee stick (CP2102)
+]
+
+
+def _add_not_modems(root: Path) -> None:
+    for usb_id, interfaces in NOT_MODEMS:
+        add_usb_device(root, usb_id, interfaces, product=f"thing{usb_id[:4]}")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_ports_marks_only_the_at_port_of_each_family(tmp_path: Path, family: str) -> None:
+    usb_id, interfaces, expected = FAMILIES[family]
+    add_usb_device(tmp_path, usb_id, interfaces)
+    _add_not_modems(tmp_path)
+    ports = discovery.list_ports(root=tmp_path)
+    marked = [Path(p.device).name for p in ports if p.looks_like_at]
+    assert marked == [expected]
+    (at,) = [p for p in ports if p.looks_like_at]
+    assert at.usb_id == usb_id and at.role == "at"
+    assert at.stable_path.startswith(str(tmp_path / "dev" / "serial" / "by-id"))
+    by_name = {Path(p.device).name: p for p in ports}
+    for iface in interfaces:  # a documented diagnostic/GPS/audio port is never writable
+        port = by_name[iface.tty]
+        assert port.may_write == (iface.tty == expected), port
+    for usb_id_other, others in NOT_MODEMS:
+        for iface in others:
+            port = by_name[iface.tty]
+            assert port.usb_id == usb_id_other and not port.looks_like_at and port.role is None
+            assert port.product  # named: "FTDI ...", "u-blox 7 GPS receiver", ...
+
+
+def test_quectel_roles_and_huawei_ppp_port_are_named(tmp_path: Path) -> None:
+    usb_id, interfaces, _ = FAMILIES["quectel_ec25"]
+    add_usb_device(tmp_path, usb_id, interfaces)
+    usb_id, interfaces, _ = FAMILIES["huawei_e3372"]
+    add_usb_device(tmp_path, usb_id, [Iface(i.number, f"ttyUSB{4 + n}", i.klass, i.subclass,
+                                            i.protocol) for n, i in enumerate(interfaces)])
+    roles = {Path(p.device).name: p.role for p in discovery.list_ports(root=tmp_path)}
+    assert roles == {"ttyUSB0": "diag", "ttyUSB1": "gps", "ttyUSB2": "at",
+                     "ttyUSB3": "at-secondary", "ttyUSB4": "ppp", "ttyUSB5": "at"}
+
+
+def test_probe_writes_only_to_at_ports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_usb_device(tmp_path, "2c7c:0125", option_ports(["00", "01", "02", "03"], first_tty=10))
+    add_usb_device(tmp_path, "1bc7:1201", option_ports(["00", "03", "04", "05", "06"],
+                                                       first_tty=20))
+    _add_not_modems(tmp_path)
+    asked: list[str] = []
+
+    def fake_read_imei(port: str, **_: object) -> str:
+        asked.append(Path(port).name)
+        return "356938035643809"
+
+    monkeypatch.setattr(discovery, "read_imei", fake_read_imei)
+    ports = discovery.list_ports(root=tmp_path, probe=True)
+    assert sorted(asked) == ["ttyUSB12", "ttyUSB22"]  # EC25 if02, LE910 if04: nothing else
+    assert {Path(p.device).name for p in ports if p.answered_at} == {"ttyUSB12", "ttyUSB22"}
+
+
+def test_cli_ports_shows_roles_and_marks_the_at_port(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    usb_id, interfaces, _ = FAMILIES["telit_1201"]
+    add_usb_device(tmp_path, usb_id, interfaces, product="Telit_LE910C1")
+    _add_not_modems(tmp_path)
+    monkeypatch.setattr(discovery, "SYSTEM_ROOT", tmp_path)
+    result = CliRunner().invoke(app, ["ports"])
+    assert result.exit_code == 0, result.output
+    marked = [line for line in result.output.splitlines() if line.startswith("AT ")]
+    assert len(marked) == 1 and "if04" in marked[0] and "1bc7:1201" in marked[0], result.output
+    assert "diag" in result.output and "gps" in result.output
+    result = CliRunner().invoke(app, ["ports", "--json"])
+    rows = json.loads(result.output)
+    assert [r["interface"] for r in rows if r["looks_like_at"]] == ["04"]
+    assert {r["role"] for r in rows if r["usb_id"] == "1bc7:1201"} == {
+        "diag", "gps", "at", "at-secondary", "unused"}
+
+
+# --- a vanished modem is searched for among known modems' AT ports only ----------------------
+
+
+def test_vanished_modem_is_looked_for_only_on_known_at_ports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = SimulatedModem(imei="356938035640042")
+    sim.start()
+    try:
+        assert sim.slave_path is not None
+        usb_id, interfaces, _ = FAMILIES["quectel_ec25"]
+        add_usb_device(tmp_path, usb_id, [Iface(i.number, f"ttyUSB{4 + n}")
+                                          for n, i in enumerate(interfaces)],
+                       product="Quectel_EC25", dev_targets={"ttyUSB6": sim.slave_path})
+        _add_not_modems(tmp_path)
+        monkeypatch.delenv("MODEMD_EXTRA_PORT_GLOB", raising=False)
+        opened: list[str] = []
+        real_open = SerialTransport.open
+
+        def spy(self: SerialTransport) -> None:
+            opened.append(Path(self.port).name)
+            real_open(self)
+
+        monkeypatch.setattr(SerialTransport, "open", spy)
+        config = ModemConfig(name="m1", port=str(tmp_path / "dev" / "ttyUSB2"),
+                             imei="356938035640042")
+        found = discovery.find_port_by_identity(config, root=tmp_path)
+        assert found is not None and Path(found).resolve() == Path(sim.slave_path).resolve()
+        assert "if02" in found  # the stable by-id name, not the ttyUSB number
+        assert opened == [Path(found).name]  # no Arduino, GPS, Zigbee, DM or NMEA port opened
+
+        other = ModemConfig(name="m2", port="/dev/ttyUSB2", imei="356938035649999")
+        opened.clear()
+        assert discovery.find_port_by_identity(other, root=tmp_path) is None
+        assert opened == [Path(found).name]
+    finally:
+        sim.stop()
+
+
+# --- udev rules: generated from the table, covering every profile's USB ids -----------------
+
+_TOKEN = re.compile(r'^(?P<key>[A-Z_]+)(\{(?P<attr>[^}]+)\})?(?P<op>==|!=|\+=|:=|=)"(?P<value>'
+                    r'[^"]*)"$')
+
+
+def _rules() -> list[dict[tuple[str, str | None, str], str]]:
+    parsed = []
+    for raw in RULES.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        rule = {}
+        for part in line.split(", "):
+            match = _TOKEN.match(part.strip())
+            assert match, part
+            rule[(match["key"], match["attr"], match["op"])] = match["value"]
+        parsed.append(rule)
+    return parsed
+
+
+def test_udev_rules_file_is_the_generated_one() -> None:
+    assert RULES.read_text() == render(), (
+        "systemd/99-modemd.rules is stale: python -m modemd.modem.udev_rules > "
+        "systemd/99-modemd.rules")
+
+
+def test_udev_rules_keep_modemmanager_away_from_every_profile_usb_id() -> None:
+    ignored = set()
+    for rule in _rules():
+        if rule.get(("ENV", "ID_MM_DEVICE_IGNORE", "=")) != "1":
+            continue
+        vid = rule.get(("ATTRS", "idVendor", "=="))
+        pid = rule.get(("ATTRS", "idProduct", "=="))
+        if vid and pid and rule.get(("SUBSYSTEMS", None, "==")) == "usb":
+            ignored.add(f"{vid}:{pid}")
+    named = {usb_id for p in PROFILES for usb_id in p.usb_ids}
+    assert named >= {"1bc7:1201", "1bc7:1031", "1e0e:9011", "05c6:908b", "2c7c:0296",
+                     "2c7c:0191", "1e0e:9206", "12d1:1506"}
+    assert named <= ignored, named - ignored
+
+
+def test_udev_links_point_at_the_at_interface_of_each_fixed_layout() -> None:
+    links: dict[tuple[str, str], str] = {}
+    for rule in _rules():
+        link = rule.get(("SYMLINK", None, "+="))
+        if not link:
+            continue
+        assert rule[("GROUP", None, "=")] == "dialout"
+        assert rule[("ENV", "ID_MM_DEVICE_IGNORE", "=")] == "1"
+        key = (rule[("ENV", "ID_VENDOR_ID", "==")], rule[("ENV", "ID_MODEL_ID", "==")])
+        number = rule.get(("ENV", "ID_USB_INTERFACE_NUM", "=="))
+        if number is not None and key not in links:
+            links[key] = number
+    assert links[("2c7c", "0125")] == "02"
+    assert links[("1bc7", "1201")] == "04"
+    assert links[("1bc7", "1031")] == "01"
+    assert links[("1e0e", "9011")] == "04"
+    assert links[("05c6", "908b")] == "01"
+    assert links[("12d1", "1001")] == "02"  # the old-firmware fallback, never 00
+    assert ("12d1", "1506") not in links  # found by its PC UI class/protocol instead
+
+
+def test_profiles_and_usb_table_agree() -> None:
+    profiles = {p.name for p in PROFILES}
+    for modem in USB_MODEMS:
+        assert modem.profile in profiles, modem
+    for profile in PROFILES:
+        assert set(profile.usb_ids) == {m.usb_id for m in USB_MODEMS
+                                        if m.profile == profile.name}
