@@ -29,6 +29,7 @@ from modemd.errors import ATError, CommandFailed, CommandTimeout, TransportError
 from modemd.modem.profiles import PIN_RETRY_QUERIES, PROFILES, detect_profile
 from modemd.modem.session import ATSession, Response
 from modemd.transport import SerialTransport
+from modemd.transport.port_users import MODEMMANAGER, MODEMMANAGER_FIX, users_of
 
 Severity = Literal["error", "warning"]
 
@@ -266,8 +267,13 @@ def _open_failure(port: str, exc: TransportError, *, sysfs: Path) -> list[Diagno
             code="permission_denied")]
     if (err in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK)
             or "busy" in lowered or "lock" in lowered):
-        holder = ("ModemManager is running and probably holds it. "
-                  if modemmanager_running() else "")
+        holders = users_of(port)
+        if any(u.name == MODEMMANAGER for u in holders) or (
+                not holders and modemmanager_running()):
+            named = ", ".join(f"{u.name} (pid {u.pid})" for u in holders) or "ModemManager"
+            return [Diagnosis(f"{port} is in use by another program: {named}",
+                              MODEMMANAGER_FIX, code="port_busy")]
+        holder = "".join(f"{u.name} (pid {u.pid}) has it open. " for u in holders)
         return [Diagnosis(
             f"{port} is in use by another program",
             f"{holder}Another program has the port open exclusively: a running modemd "

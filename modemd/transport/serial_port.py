@@ -17,7 +17,7 @@ import threading
 import serial
 
 from modemd.errors import TransportError
-from modemd.transport.port_users import busy_advice
+from modemd.transport.port_users import busy_advice, users_of
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,12 @@ class SerialTransport:
             raise TransportError(_explain_open_error(self.port, exc), port=self.port) from exc
         if self.exclusive and path.startswith("/"):
             _hold_exclusively(ser, self.port)
+            # Root is not stopped by another program's TIOCEXCL (ModemManager's): look who
+            # else has it open rather than talk over them.
+            if users_of(path):
+                ser.close()
+                busy = OSError(errno.EBUSY, "held by another process")
+                raise TransportError(busy_advice(self.port), port=self.port) from busy
         self._serial = ser
         log.debug("opened %s (%s) at %d baud", self.port, path, self.baudrate)
 
@@ -120,6 +126,12 @@ class SerialTransport:
     def close(self) -> None:
         ser, self._serial = self._serial, None
         if ser is not None:
+            try:
+                if self.exclusive and ser.is_open and self.port.startswith("/"):
+                    # A pty keeps the flag after the last close (its master lives on).
+                    fcntl.ioctl(ser.fileno(), termios.TIOCNXCL)
+            except (OSError, AttributeError, ValueError, serial.SerialException) as exc:
+                log.debug("%s: TIOCNXCL: %s", self.port, exc)
             try:
                 ser.close()
             except (serial.SerialException, OSError, termios.error) as exc:

@@ -1,0 +1,149 @@
+"""The port is modemd's alone: TIOCEXCL on open (a second open fails with EBUSY), and a port
+that ModemManager (or anything else) holds is refused with the exact fix, by the transport
+the daemon uses and by `modemd probe`."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modemd.errors import TransportError
+from modemd.modem.probe import probe_port
+from modemd.transport import SerialTransport
+from modemd.transport.port_users import busy_advice, modemmanager_active, users_of
+
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"  # readable by nobody, unlike a venv under /root
+
+
+@pytest.fixture
+def pty_slave() -> Iterator[str]:
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.close(slave)
+    os.chmod(path, 0o666)  # so that an unprivileged process may try to open it
+    yield path
+    os.close(master)
+
+
+def _open_as_nobody(path: str) -> str:
+    """What an unprivileged process gets opening ``path`` (root ignores TIOCEXCL)."""
+    code = ("import os, sys\n"
+            "try:\n    os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
+            "except OSError as e:\n    print(e.errno)\nelse:\n    print('opened')\n")
+    done = subprocess.run([SYSTEM_PYTHON, "-c", code, path], user=NOBODY, group=NOBODY,
+                          capture_output=True, text=True, timeout=20, check=True)
+    return done.stdout.strip()
+
+
+def _transport_error_as_nobody(path: str) -> str:
+    """modemd's own open, in a forked child that dropped root: the error text it gets."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest machinery, just the open
+        try:
+            os.close(read_end)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            try:
+                SerialTransport(path).open()
+                message = "opened"
+            except TransportError as exc:
+                message = str(exc)
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode()
+
+
+class FakeModemManager:
+    """A process named ModemManager holding the port with TIOCEXCL, as ModemManager does."""
+
+    def __init__(self, path: str) -> None:
+        code = ("import fcntl, os, sys, termios\n"
+                "fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
+                "fcntl.ioctl(fd, termios.TIOCEXCL)\n"
+                "open('/proc/self/comm', 'w').write('ModemManager')\n"
+                "print('ready', flush=True)\n"
+                "sys.stdin.read()\n")
+        self.process = subprocess.Popen([sys.executable, "-c", code, path],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == "ready"
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=10)
+
+
+def test_modemd_holds_the_port_exclusively(pty_slave: str) -> None:
+    assert _open_as_nobody(pty_slave) == "opened"  # free before
+    transport = SerialTransport(pty_slave)
+    transport.open()
+    try:
+        assert _open_as_nobody(pty_slave) == str(errno.EBUSY)
+    finally:
+        transport.close()
+    assert _open_as_nobody(pty_slave) == "opened"  # and free again after close
+
+
+def test_a_port_held_by_modemmanager_gives_the_exact_fix(pty_slave: str) -> None:
+    mm = FakeModemManager(pty_slave)
+    try:
+        # the modemd service (not root): EBUSY, and ModemManager named with the fix
+        message = _transport_error_as_nobody(pty_slave)
+        assert "ModemManager" in message, message
+        assert "systemctl restart ModemManager" in message
+        assert "99-modemd.rules" in message and "systemctl disable --now ModemManager" in message
+        # root would get past TIOCEXCL: modemd looks in /proc and refuses all the same
+        assert [u.name for u in users_of(pty_slave)] == ["ModemManager"]
+        with pytest.raises(TransportError) as caught:
+            SerialTransport(pty_slave).open()
+        assert f"held by ModemManager (pid {mm.process.pid})" in str(caught.value)
+        assert modemmanager_active(systemctl=None)
+    finally:
+        mm.stop()
+    assert users_of(pty_slave) == []
+    transport = SerialTransport(pty_slave)
+    transport.open()
+    transport.close()
+
+
+def test_probe_names_modemmanager_and_sends_nothing(pty_slave: str) -> None:
+    mm = FakeModemManager(pty_slave)
+    try:
+        report = probe_port(pty_slave, timeout=1)
+    finally:
+        mm.stop()
+    assert not report.opened and not report.answered
+    (problem,) = report.problems
+    assert problem.code == "port_busy"
+    assert "ModemManager" in problem.problem
+    assert "systemctl restart ModemManager" in problem.advice
+
+
+def test_busy_advice_for_other_holders(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    (proc / "4242" / "fd").mkdir(parents=True)
+    (proc / "4242" / "comm").write_text("minicom\n")
+    (proc / "4242" / "fd" / "3").symlink_to("/dev/ttyUSB2")
+    advice = busy_advice("/dev/ttyUSB2", proc=proc)
+    assert "minicom (pid 4242)" in advice
+    (proc / "4242" / "comm").write_text("ModemManager\n")
+    (proc / "4242" / "fd" / "3").unlink()  # its fds unreadable to us: named by its process
+    advice = busy_advice("/dev/ttyUSB2", proc=proc)
+    assert "most likely ModemManager (pid 4242" in advice and "fuser -v /dev/ttyUSB2" in advice
