@@ -147,3 +147,63 @@ def test_busy_advice_for_other_holders(tmp_path: Path) -> None:
     (proc / "4242" / "fd" / "3").unlink()  # its fds unreadable to us: named by its process
     advice = busy_advice("/dev/ttyUSB2", proc=proc)
     assert "most likely ModemManager (pid 4242" in advice and "fuser -v /dev/ttyUSB2" in advice
+
+
+# --- ModemManager running and not told to leave the modem alone ------------------------------
+
+
+def _fake_root(tmp_path: Path, port: str, *, ignored: bool, mm_running: bool = True) -> Path:
+    root = tmp_path / "root"
+    (root / "proc" / "812").mkdir(parents=True)
+    (root / "proc" / "812" / "comm").write_text("ModemManager\n" if mm_running else "bash\n")
+    rdev = os.stat(port).st_rdev
+    data = root / "run" / "udev" / "data"
+    data.mkdir(parents=True)
+    lines = ["E:ID_VENDOR_ID=2c7c", "E:ID_USB_INTERFACE_NUM=02"]
+    if ignored:
+        lines.append("E:ID_MM_DEVICE_IGNORE=1")
+    (data / f"c{os.major(rdev)}:{os.minor(rdev)}").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_probe_warns_when_modemmanager_may_take_the_port(tmp_path: Path) -> None:
+    from modemd.simulator.modem import SimulatedModem
+
+    sim = SimulatedModem()
+    sim.start()
+    try:
+        exposed = probe_port(sim.port, timeout=2,
+                             system_root=_fake_root(tmp_path / "a", sim.port, ignored=False))
+        kept_away = probe_port(sim.port, timeout=2,
+                               system_root=_fake_root(tmp_path / "b", sim.port, ignored=True))
+        no_mm = probe_port(sim.port, timeout=2, system_root=_fake_root(
+            tmp_path / "c", sim.port, ignored=False, mm_running=False))
+    finally:
+        sim.stop()
+    (warning,) = [d for d in exposed.problems if d.code == "modemmanager"]
+    assert warning.severity == "warning" and exposed.ok
+    assert "ID_MM_DEVICE_IGNORE" in warning.advice and "systemctl restart ModemManager" in \
+        warning.advice
+    assert not [d for d in kept_away.problems if d.code == "modemmanager"]
+    assert not [d for d in no_mm.problems if d.code == "modemmanager"]
+
+
+def test_daemon_start_warns_about_modemmanager(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    from modemd.config import ModemConfig
+    from modemd.modem.modemmanager import warn_about_modemmanager
+
+    master, slave = os.openpty()
+    try:
+        port = os.ttyname(slave)
+        modems = [ModemConfig(name="m1", port=port), ModemConfig(name="url", port="socket://x:1")]
+        root = _fake_root(tmp_path, port, ignored=False)
+        with caplog.at_level("WARNING"):
+            warnings = warn_about_modemmanager(modems, root=root, systemctl=None)
+        assert len(warnings) == 1
+        assert "modem m1: ModemManager is running" in caplog.text
+        assert warn_about_modemmanager(modems, root=_fake_root(tmp_path / "ok", port,
+                                                               ignored=True)) == []
+    finally:
+        os.close(slave)
+        os.close(master)

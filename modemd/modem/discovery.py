@@ -16,6 +16,7 @@ from modemd.config import ModemConfig
 from modemd.errors import ModemdError
 from modemd.modem.profiles import PROFILES
 from modemd.modem.usb_ids import NOT_MODEMS, USB_MODEMS, UsbInterface, modem_for
+from modemd.transport.port_users import MODEMMANAGER_FIX
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +280,13 @@ def field_hints(
         hints.append(
             f"Huawei {usb_id} is in {HILINK_USB_IDS[usb_id]}: it has no AT port; switch it to "
             "stick mode with usb_modeswitch (see hardware.md).")
+    for port in found:
+        modem = modem_for(port.usb_id)
+        if modem is not None and not modem.interfaces and not modem.by_function:
+            hints.append(
+                f"{port.device}: {modem.product} ({port.usb_id}): no document found says which "
+                "of its ports is the AT port, so none is marked or probed; ask each with "
+                f"`modemd probe {port.device}`.")
     if modemmanager_running(proc):
-        hints.append(
-            "ModemManager is running: it opens modem ports too. Stop it (`systemctl disable "
-            "--now ModemManager`) or keep it away with systemd/99-modemd.rules "
-            "(ENV{ID_MM_DEVICE_IGNORE}=\"1\").")
+        hints.append(f"ModemManager is running: it opens modem ports too. {MODEMMANAGER_FIX}")
     return hints

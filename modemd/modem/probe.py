@@ -26,6 +26,7 @@ from modemd.at import responses as at
 from modemd.at.events import Garbage, Urc
 from modemd.at.parser import DEFAULT_URC_PREFIXES
 from modemd.errors import ATError, CommandFailed, CommandTimeout, TransportError
+from modemd.modem.modemmanager import modemmanager_warning
 from modemd.modem.profiles import PIN_RETRY_QUERIES, PROFILES, detect_profile
 from modemd.modem.session import ATSession, Response
 from modemd.transport import SerialTransport
@@ -438,6 +439,7 @@ def probe_port(
     pin: str | None = None,
     timeout: float = 3.0,
     sysfs: Path = Path("/sys/bus/usb/devices"),
+    system_root: Path = Path("/"),
 ) -> ProbeReport:
     """Identify the modem on ``port`` and diagnose what stands between it and receiving SMS."""
     started = time.monotonic()
@@ -458,6 +460,10 @@ def probe_port(
         problems.extend(_open_failure(port, exc, sysfs=sysfs))
         return finish()
     report["opened"] = True
+    in_the_way = modemmanager_warning(port, root=system_root) if port.startswith("/") else None
+    if in_the_way is not None:
+        problems.append(Diagnosis("ModemManager may take this port", in_the_way,
+                                  code="modemmanager", severity="warning"))
     garbage: list[Garbage] = []
     urcs: list[Urc] = []
     session = ATSession(transport, on_urc=urcs.append, on_garbage=garbage.append,

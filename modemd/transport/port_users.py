@@ -78,11 +78,12 @@ def processes_named(name: str, *, proc: Path = Path("/proc")) -> list[int]:
 
 def modemmanager_active(*, proc: Path = Path("/proc"), systemctl: str | None = "systemctl",
                         ) -> bool:
-    """Is ModemManager running: a process of that name, or `systemctl is-active` says so."""
+    """Is ModemManager running: a process of that name, or `systemctl is-active` says so
+    (the service's ProtectProc= can hide other users' processes)."""
     if processes_named(MODEMMANAGER, proc=proc):
         return True
     command = shutil.which(systemctl) if systemctl else None
-    if command is None:
+    if command is None or not (proc.parent / "run" / "systemd" / "system").is_dir():
         return False
     try:
         answer = subprocess.run([command, "is-active", "--quiet", "ModemManager.service"],
