@@ -243,3 +243,19 @@ def test_profiles_and_usb_table_agree() -> None:
     for profile in PROFILES:
         assert set(profile.usb_ids) == {m.usb_id for m in USB_MODEMS
                                         if m.profile == profile.name}
+
+
+def test_probe_refuses_a_diagnostic_port_and_names_the_at_port(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modemd.modem.probe import probe_port
+
+    usb_id, interfaces, _ = FAMILIES["telit_1201"]
+    add_usb_device(tmp_path, usb_id, interfaces, product="Telit_LE910C1")
+    opened: list[str] = []
+    monkeypatch.setattr(SerialTransport, "open", lambda self: opened.append(self.port))
+    report = probe_port(str(tmp_path / "dev" / "ttyUSB0"), system_root=tmp_path)
+    assert opened == [] and not report.opened
+    (problem,) = report.problems
+    assert problem.code == "wrong_port"
+    assert "diag port of a Telit LE910C1" in problem.problem and "interface 00" in problem.problem
+    assert "Telit_LE910C1" in problem.advice and "if04" in problem.advice

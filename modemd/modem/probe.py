@@ -288,6 +288,28 @@ def _open_failure(port: str, exc: TransportError, *, sysfs: Path) -> list[Diagno
                       code="open_failed")]
 
 
+def _wrong_port(port: str, system_root: Path) -> Diagnosis | None:
+    """A diagnosis when ``port`` is a known modem's diagnostic, GPS or audio port."""
+    from modemd.modem.discovery import list_ports
+    from modemd.modem.usb_ids import NEVER_WRITE
+
+    if not port.startswith("/"):
+        return None
+    here = os.path.realpath(port)
+    found = list_ports(root=system_root)
+    this = next((p for p in found if os.path.realpath(p.device) == here), None)
+    if this is None or this.role not in NEVER_WRITE:
+        return None
+    at_ports = [p.stable_path for p in found if p.usb_id == this.usb_id and p.looks_like_at]
+    right = (f"Its AT port is {' or '.join(at_ports)}." if at_ports
+             else "`modemd ports` lists its ports.")
+    return Diagnosis(
+        f"{port} is the {this.role} port of a {this.product} (USB interface {this.interface}), "
+        "not its AT port",
+        f"modemd does not write to it (AT commands can upset a diagnostic or GPS port). {right}",
+        code="wrong_port")
+
+
 def _no_answer(port: str, baudrate: int, *, garbage: int, mm_running: bool) -> Diagnosis:
     others = other_serial_ports(port)
     advice = []
@@ -304,9 +326,10 @@ def _no_answer(port: str, baudrate: int, *, garbage: int, mm_running: bool) -> D
             "(PWRKEY).")
     advice.append(
         "This may not be the AT port: a USB modem has several ttyUSB interfaces and only one or "
-        "two answer AT (Quectel EC2x: ttyUSB2; SIMCom SIM7600: ttyUSB2; Huawei stick mode: "
-        "ttyUSB0; see hardware.md)."
-        + (f" Try the others: {', '.join(others)}." if others else ""))
+        "two answer AT (Quectel EC2x: interface 02; SIMCom SIM7600: 02, A76xx: 04; Telit "
+        "LE910C1: 04; Huawei: the PC UI port, not 00; see hardware.md). `modemd ports` marks "
+        "the AT port of each known modem."
+        + (f" Other serial ports here: {', '.join(others)}." if others else ""))
     if mm_running:
         advice.append("ModemManager is running and may be talking to the modem at the same "
                       "time: `systemctl stop ModemManager` and probe again.")
@@ -453,6 +476,10 @@ def probe_port(
         report["elapsed"] = round(time.monotonic() - started, 3)
         return ProbeReport(**report)
 
+    wrong = _wrong_port(port, system_root)
+    if wrong is not None:  # a DM/GPS/audio port: not one byte is written to it
+        problems.append(wrong)
+        return finish()
     transport = SerialTransport(port, baudrate=baudrate, exclusive=True)
     try:
         transport.open()
