@@ -259,3 +259,30 @@ def test_probe_refuses_a_diagnostic_port_and_names_the_at_port(
     assert problem.code == "wrong_port"
     assert "diag port of a Telit LE910C1" in problem.problem and "interface 00" in problem.problem
     assert "Telit_LE910C1" in problem.advice and "if04" in problem.advice
+
+
+def test_install_pi_restarts_a_running_modemmanager_after_the_rules(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "systemctl").write_text(
+        '#!/bin/sh\n[ "$1" = is-active ] && [ "$3" = ModemManager ] && exit 0\nexit 1\n')
+    (fake_bin / "systemctl").chmod(0o755)
+    env = {**os.environ, "LC_ALL": "C", "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+
+    def dry_run(*extra: str) -> list[str]:
+        done = subprocess.run([str(REPO / "scripts" / "install-pi"), "--dry-run", "--prefix",
+                               str(tmp_path / "opt"), *extra], capture_output=True, text=True,
+                              timeout=60, check=True, env=env)
+        return [line.strip()[2:] for line in done.stdout.splitlines()
+                if line.strip().startswith("+ ")]
+
+    commands = dry_run()
+    rules = commands.index(f"install -m 0644 {REPO}/systemd/99-modemd.rules "
+                           "/etc/udev/rules.d/99-modemd.rules")
+    trigger = next(i for i, c in enumerate(commands) if c.startswith("udevadm trigger"))
+    restart = commands.index("systemctl restart ModemManager")
+    assert rules < trigger < restart
+    assert "systemctl restart ModemManager" not in dry_run("--no-modemmanager-restart")
