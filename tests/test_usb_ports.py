@@ -286,3 +286,75 @@ def test_install_pi_restarts_a_running_modemmanager_after_the_rules(tmp_path: Pa
     restart = commands.index("systemctl restart ModemManager")
     assert rules < trigger < restart
     assert "systemctl restart ModemManager" not in dry_run("--no-modemmanager-restart")
+
+
+# --- Huawei: AT^GETPORTMODE when the descriptors name no PC UI port ---------------------------
+
+GETPORTMODE = json.loads((REPO / "tests" / "data" / "huawei_getportmode.json").read_text())
+
+
+@pytest.mark.parametrize("answer", GETPORTMODE["answers"], ids=lambda a: a["line"][:60])
+def test_getportmode_answers_as_modemmanager_reads_them(answer: dict[str, object]) -> None:
+    from modemd.modem.huawei_ports import parse_getportmode
+
+    assert parse_getportmode(str(answer["line"])) == answer["modes"]
+
+
+def test_getportmode_roles_and_non_answers() -> None:
+    from modemd.modem.huawei_ports import parse_getportmode, serial_roles
+
+    modes = parse_getportmode("^GETPORTMODE: TYPE: WCDMA: huawei ,, rndis: 0, pcui: 1, "
+                              "c_shell: 2, a_shell: 3,3g_diag: 4, gps: 5, 4g_diag: 6, mass_two: 7")
+    assert modes is not None
+    assert serial_roles(modes) == ["at", "unused", "unused", "diag", "gps", "diag"]
+    assert parse_getportmode("+CME ERROR: 58") is None
+    assert parse_getportmode("OK") is None
+
+
+def test_probe_asks_a_nameless_huawei_for_its_layout_on_interface_00(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_usb_device(tmp_path, "12d1:1506", option_ports(["00", "01", "02"]))
+    assert [p.looks_like_at for p in discovery.list_ports(root=tmp_path)] == [False] * 3
+    asked_layout: list[str] = []
+    asked_imei: list[str] = []
+
+    def layout(port: str, **_: object) -> list[str]:
+        asked_layout.append(Path(port).name)
+        return ["ppp", "diag", "at"]  # "MDM:0,NDIS:1,DIAG:2,PCUI:3" style: PC UI on 02
+
+    def imei(port: str, **_: object) -> str:
+        asked_imei.append(Path(port).name)
+        return "356938035643809"
+
+    monkeypatch.setattr(discovery, "read_port_roles", layout)
+    monkeypatch.setattr(discovery, "read_imei", imei)
+    ports = discovery.list_ports(root=tmp_path, probe=True)
+    assert asked_layout == ["ttyUSB0"] and asked_imei == ["ttyUSB2"]
+    assert [(Path(p.device).name, p.role, p.looks_like_at) for p in ports] == [
+        ("ttyUSB0", "ppp", False), ("ttyUSB1", "diag", False), ("ttyUSB2", "at", True)]
+
+
+def test_read_port_roles_on_a_pty() -> None:
+    import os
+    import threading
+
+    from modemd.modem.huawei_ports import read_port_roles
+
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    answer = GETPORTMODE["answers"][4]["line"]  # NDIS:0,DIAG:1,PCUI:2,MDM:3,SD:4
+
+    def stick() -> None:
+        buffer = b""
+        while b"AT^GETPORTMODE\r" not in buffer:
+            buffer += os.read(master, 256)
+        os.write(master, f"\r\n{answer}\r\n\r\nOK\r\n".encode())
+
+    thread = threading.Thread(target=stick, daemon=True)
+    thread.start()
+    try:
+        assert read_port_roles(path, timeout=5) == ["diag", "at", "ppp"]
+    finally:
+        thread.join(timeout=5)
+        os.close(slave)
+        os.close(master)

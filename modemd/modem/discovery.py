@@ -14,6 +14,7 @@ from typing import Any
 
 from modemd.config import ModemConfig
 from modemd.errors import ModemdError
+from modemd.modem.huawei_ports import read_port_roles
 from modemd.modem.profiles import PROFILES
 from modemd.modem.usb_ids import NOT_MODEMS, USB_MODEMS, UsbInterface, modem_for
 from modemd.transport.port_users import MODEMMANAGER_FIX
@@ -55,6 +56,7 @@ class _Tty:
     usb_id: str | None
     interface: UsbInterface | None
     serial_driver: str  # "usb-serial", "cdc_acm", "platform", "pnp", ...
+    usb_device: str = ""  # the USB device's sysfs path: which ttys belong to one modem
 
 
 def _read(path: Path) -> str:
@@ -104,7 +106,7 @@ def _scan_ttys(root: Path) -> list[_Tty]:
             protocol=_read(iface_dir / "bInterfaceProtocol").lower(),
             description=_read(iface_dir / "interface"),
         )
-        found.append(_Tty(entry.name, usb_id, interface, subsystem))
+        found.append(_Tty(entry.name, usb_id, interface, subsystem, str(usb_dir)))
     return found
 
 
@@ -160,15 +162,45 @@ def list_ports(*, probe: bool = False, timeout: float = 1.0,
     """
     base = SYSTEM_ROOT if root is None else root
     links = _by_id_links(base)
+    entries = [(tty, info) for tty in _scan_ttys(base)
+               if (info := _port_info(tty, base, links)) is not None]
+    if probe:
+        entries = _ask_huawei_layouts(entries, timeout=timeout)
     result: list[PortInfo] = []
-    for tty in _scan_ttys(base):
-        info = _port_info(tty, base, links)
-        if info is None:
+    for _, found in entries:
+        if probe and found.may_write:
+            imei = read_imei(found.device, timeout=timeout)
+            result.append(dataclasses.replace(found, answered_at=imei is not None, imei=imei))
+        else:
+            result.append(found)
+    return result
+
+
+def _ask_huawei_layouts(entries: list[tuple[_Tty, PortInfo]], *, timeout: float,
+                        ) -> list[tuple[_Tty, PortInfo]]:
+    """For a Huawei stick whose descriptors name no PC UI port: AT^GETPORTMODE on its modem
+    port (interface 00, which answers AT), and the roles it lists for its ttys."""
+    sticks: dict[str, list[int]] = {}
+    for index, (tty, _info) in enumerate(entries):
+        modem = modem_for(tty.usb_id)
+        if modem is not None and modem.by_function and tty.usb_device:
+            sticks.setdefault(tty.usb_device, []).append(index)
+    result = list(entries)
+    for indexes in sticks.values():
+        ports = sorted((result[i] for i in indexes), key=lambda e: e[1].interface or "")
+        if any(info.role == "at" for _, info in ports):
             continue
-        if probe and info.may_write:
-            imei = read_imei(info.device, timeout=timeout)
-            info = dataclasses.replace(info, answered_at=imei is not None, imei=imei)
-        result.append(info)
+        first = ports[0][1]
+        if first.interface != "00" or first.role not in ("ppp", "unknown"):
+            continue
+        roles = read_port_roles(first.device, timeout=timeout)
+        if not roles:
+            continue
+        by_device = {info.device: role for (_, info), role in zip(ports, roles, strict=False)}
+        for i in indexes:
+            tty, info = result[i]
+            role = by_device.get(info.device, info.role)
+            result[i] = (tty, dataclasses.replace(info, role=role, looks_like_at=role == "at"))
     return result
 
 
