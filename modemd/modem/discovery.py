@@ -133,7 +133,7 @@ def _port_info(tty: _Tty, root: Path, links: dict[str, str]) -> PortInfo | None:
         if tty.serial_driver == "platform" and stable == device:
             return None
         return PortInfo(device=device, stable_path=stable, usb_id=None, interface=None,
-                        description=tty.serial_driver or "UART", profile_hint=None,
+                        description="UART", profile_hint=None,
                         looks_like_at=False)
     modem = modem_for(tty.usb_id)
     interface = tty.interface or UsbInterface(number="")

@@ -17,7 +17,7 @@ import threading
 import serial
 
 from modemd.errors import TransportError
-from modemd.transport.port_users import busy_advice, users_of
+from modemd.transport.port_users import MODEMMANAGER, busy_advice, users_of
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,15 @@ class SerialTransport:
         if self.exclusive and path.startswith("/"):
             _hold_exclusively(ser, self.port)
             # Root is not stopped by another program's TIOCEXCL (ModemManager's): look who
-            # else has it open rather than talk over them.
-            if users_of(path):
+            # else has it open rather than talk over ModemManager.
+            others = users_of(path)
+            if any(u.name == MODEMMANAGER for u in others):
                 ser.close()
-                busy = OSError(errno.EBUSY, "held by another process")
+                busy = OSError(errno.EBUSY, "held by ModemManager")
                 raise TransportError(busy_advice(self.port), port=self.port) from busy
+            if others and not path.startswith("/dev/pts/"):  # a pty's creator holds it too
+                log.warning("%s is also open in %s", self.port,
+                            ", ".join(f"{u.name} (pid {u.pid})" for u in others))
         self._serial = ser
         log.debug("opened %s (%s) at %d baud", self.port, path, self.baudrate)
 
