@@ -358,3 +358,61 @@ def test_read_port_roles_on_a_pty() -> None:
         thread.join(timeout=5)
         os.close(slave)
         os.close(master)
+
+
+def test_daemon_finds_a_replugged_modem_without_opening_other_ports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The EC25 re-enumerates (ttyUSB0-3 become ttyUSB4-7) while an Arduino, a GPS and a
+    Zigbee stick sit on the same hub: the daemon's port resolver opens only the EC25's AT
+    port, finds the modem by IMEI and sweeps what arrived meanwhile."""
+    from functools import partial
+
+    from modemd.daemon import Daemon
+    from modemd.store.journal import raw_id_for
+    from tests.helpers import journal_rows, load, on_sim, unique_pdus, wait_until, write_config
+    from tests.usb_tree import remove_usb_device
+
+    monkeypatch.delenv("MODEMD_EXTRA_PORT_GLOB", raising=False)
+    sim = SimulatedModem(imei="356938035640077", link_path=tmp_path / "dev" / "ttyUSB6")
+    sim.start()
+    assert sim.slave_path is not None
+    first = add_usb_device(tmp_path, "2c7c:0125", option_ports(["00", "01", "02", "03"]),
+                           product="Quectel_EC25", dev_targets={"ttyUSB2": sim.slave_path})
+    _add_not_modems(tmp_path)
+    opened: list[str] = []
+    real_open = SerialTransport.open
+
+    def spy(self: SerialTransport) -> None:
+        opened.append(self.port)
+        real_open(self)
+
+    monkeypatch.setattr(SerialTransport, "open", spy)
+    state = tmp_path / "state"
+    configured = str(tmp_path / "dev" / "ttyUSB2")
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=state,
+                       modems=[{"name": "m1", "port": configured, "imei": sim.identity.imei}])
+    daemon = Daemon(load(cfg), port_resolver=partial(discovery.find_port_by_identity,
+                                                     root=tmp_path))
+    daemon.start()
+    try:
+        driver = daemon.drivers[0]
+        wait_until(driver.ready.is_set, what="modem up")
+        meanwhile = unique_pdus(3)
+        sim.vanish()
+        remove_usb_device(tmp_path, first)
+        wait_until(lambda: not driver.state.online, what="port loss noticed")
+        for pdu in meanwhile:
+            sim.deliver(pdu)
+        sim.reappear(new_path=True)
+        add_usb_device(tmp_path, "2c7c:0125", option_ports(["00", "01", "02", "03"],
+                                                           first_tty=4),
+                       product="Quectel_EC25", no_node=frozenset({"ttyUSB6"}))
+        wait_until(lambda: len(journal_rows(state)) == 3 and not on_sim(sim), timeout=40,
+                   what="swept after the replug")
+        assert sorted(r.raw_id for r in journal_rows(state)) == sorted(
+            raw_id_for("pdu", p) for p in meanwhile)
+        assert "-if02-port0" in driver.state.port
+        assert set(opened) <= {configured, driver.state.port}, opened
+    finally:
+        daemon.stop()
+        sim.stop()

@@ -28,7 +28,8 @@ class Iface:
 
 
 def add_usb_device(root: Path, usb_id: str, interfaces: list[Iface], *, serial: str | None = None,
-                   product: str = "Modem", dev_targets: dict[str, str] | None = None) -> None:
+                   product: str = "Modem", dev_targets: dict[str, str] | None = None,
+                   no_node: frozenset[str] = frozenset()) -> Path:
     vid, pid = usb_id.split(":")
     bus = f"1-{next(_bus_numbers)}"
     device = root / "sys" / "devices" / "usb1" / bus
@@ -62,12 +63,32 @@ def add_usb_device(root: Path, usb_id: str, interfaces: list[Iface], *, serial: 
         (class_tty / iface.tty).symlink_to(class_dir)
         node = root / "dev" / iface.tty
         target = (dev_targets or {}).get(iface.tty)
-        if target:
+        if iface.tty in no_node:  # someone else (the simulator) makes the node
+            pass
+        elif target:
             node.symlink_to(target)
         else:
             node.write_text("")
         (by_id / f"usb-{product}_{serial}-if{iface.number}-port0").symlink_to(
             Path("../..") / iface.tty)
+    return device
+
+
+def remove_usb_device(root: Path, device: Path) -> None:
+    """As on unplug: the device's sysfs entries, /dev nodes and by-id links go away."""
+    import shutil
+
+    for entry in list((root / "sys" / "class" / "tty").iterdir()):
+        if str(entry.resolve()).startswith(str(device) + "/"):
+            name = entry.name
+            entry.unlink()
+            node = root / "dev" / name
+            if node.is_symlink() or node.exists():
+                node.unlink()
+    for link in list((root / "dev" / "serial" / "by-id").iterdir()):
+        if not link.exists():
+            link.unlink()
+    shutil.rmtree(device)
 
 
 def option_ports(numbers: list[str], first_tty: int = 0) -> list[Iface]:
