@@ -416,3 +416,24 @@ def test_daemon_finds_a_replugged_modem_without_opening_other_ports(
     finally:
         daemon.stop()
         sim.stop()
+
+
+def test_probe_on_a_huawei_modem_port_warns_and_names_the_pc_ui_port(tmp_path: Path) -> None:
+    from modemd.modem.probe import probe_port
+
+    sim = SimulatedModem(profile="huawei_e3372")
+    sim.start()
+    try:
+        assert sim.slave_path is not None
+        add_usb_device(tmp_path, "12d1:1506", [Iface("00", "ttyUSB0", "ff", "02", "01"),
+                                               Iface("01", "ttyUSB1", "ff", "02", "02")],
+                       product="HUAWEI_MOBILE", dev_targets={"ttyUSB0": sim.slave_path})
+        report = probe_port(str(tmp_path / "dev" / "ttyUSB0"), timeout=2,
+                            system_root=tmp_path)
+    finally:
+        sim.stop()
+    assert report.answered  # it is asked: the modem port answers AT
+    (warning,) = [d for d in report.problems if d.code == "not_at_port"]
+    assert warning.severity == "warning"
+    assert "ppp port of a Huawei" in warning.problem and "interface 00" in warning.problem
+    assert "HUAWEI_MOBILE" in warning.advice and "-if01-" in warning.advice

@@ -298,11 +298,18 @@ def _wrong_port(port: str, system_root: Path) -> Diagnosis | None:
     here = os.path.realpath(port)
     found = list_ports(root=system_root)
     this = next((p for p in found if os.path.realpath(p.device) == here), None)
-    if this is None or this.role not in NEVER_WRITE:
+    if this is None or this.role in (None, "at", "unknown"):
         return None
     at_ports = [p.stable_path for p in found if p.usb_id == this.usb_id and p.looks_like_at]
     right = (f"Its AT port is {' or '.join(at_ports)}." if at_ports
              else "`modemd ports` lists its ports.")
+    if this.role not in NEVER_WRITE:  # a PPP or second AT port: it answers, but is not ours
+        return Diagnosis(
+            f"{port} is the {this.role} port of a {this.product} (USB interface "
+            f"{this.interface}), not the one modemd should read",
+            "It answers AT, but new-message indications (+CMTI) and other events may go to "
+            f"the AT port only, and PPP may need this one. {right}",
+            code="not_at_port", severity="warning")
     return Diagnosis(
         f"{port} is the {this.role} port of a {this.product} (USB interface {this.interface}), "
         "not its AT port",
@@ -477,9 +484,10 @@ def probe_port(
         return ProbeReport(**report)
 
     wrong = _wrong_port(port, system_root)
-    if wrong is not None:  # a DM/GPS/audio port: not one byte is written to it
+    if wrong is not None:
         problems.append(wrong)
-        return finish()
+        if wrong.severity == "error":  # a DM/GPS/audio port: not one byte is written to it
+            return finish()
     transport = SerialTransport(port, baudrate=baudrate, exclusive=True)
     try:
         transport.open()
