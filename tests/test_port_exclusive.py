@@ -207,3 +207,38 @@ def test_daemon_start_warns_about_modemmanager(tmp_path: Path,
     finally:
         os.close(slave)
         os.close(master)
+
+
+def test_modemmanager_using_the_port_is_named_even_with_the_rules(tmp_path: Path) -> None:
+    """The rules are installed (the port is marked) but ModemManager was not restarted: it
+    still manages the modem, and mmcli says it uses the port."""
+    from modemd.modem.modemmanager import modemmanager_ports, modemmanager_warning
+
+    master, slave = os.openpty()
+    try:
+        port = os.ttyname(slave)
+        name = os.path.basename(port)
+        mmcli = tmp_path / "mmcli"
+        mmcli.write_text(
+            "#!/bin/sh\n"
+            'if [ "$1" = -L ]; then\n'
+            "  echo 'modem-list.length   : 1'\n"
+            "  echo 'modem-list.value[1] : /org/freedesktop/ModemManager1/Modem/0'\n"
+            'elif [ "$1" = -m ] && [ "$2" = /org/freedesktop/ModemManager1/Modem/0 ]; then\n'
+            "  echo 'modem.generic.primary-port : cdc-wdm0'\n"
+            "  echo 'modem.generic.ports.length : 2'\n"
+            "  echo 'modem.generic.ports.value[1] : cdc-wdm0 (qmi)'\n"
+            f"  echo 'modem.generic.ports.value[2] : {name} (at)'\n"
+            "else exit 1; fi\n")
+        mmcli.chmod(0o755)
+        assert modemmanager_ports(mmcli=str(mmcli)) == {
+            "cdc-wdm0": "/org/freedesktop/ModemManager1/Modem/0",
+            name: "/org/freedesktop/ModemManager1/Modem/0"}
+        root = _fake_root(tmp_path, port, ignored=True)
+        warning = modemmanager_warning(port, root=root, systemctl=None, mmcli=str(mmcli))
+        assert warning is not None and f"ModemManager is using {port}" in warning
+        assert "Modem/0" in warning and "systemctl restart ModemManager" in warning
+        assert modemmanager_warning(port, root=root, systemctl=None, mmcli=None) is None
+    finally:
+        os.close(slave)
+        os.close(master)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,11 +40,50 @@ def ignored_by_modemmanager(port: str, *, root: Path = Path("/")) -> bool | None
     return "E:ID_MM_DEVICE_IGNORE=1" in lines
 
 
+def modemmanager_ports(*, mmcli: str | None = "mmcli") -> dict[str, str]:
+    """The ports ModemManager uses, by tty name ("ttyUSB2" -> its modem's D-Bus path), as
+    `mmcli -K` reports them; empty when mmcli is missing or ModemManager does not answer."""
+    command = shutil.which(mmcli) if mmcli else None
+    if command is None:
+        return {}
+
+    def ask(*args: str) -> list[tuple[str, str]]:
+        try:
+            done = subprocess.run([command, *args, "-K"], capture_output=True, text=True,
+                                  timeout=5, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return []
+        pairs = []
+        for line in done.stdout.splitlines() if done.returncode == 0 else ():
+            key, colon, value = line.partition(":")
+            if colon:
+                pairs.append((key.strip(), value.strip()))
+        return pairs
+
+    used: dict[str, str] = {}
+    for key, modem in ask("-L"):
+        if not key.startswith("modem-list.value"):
+            continue
+        for port_key, value in ask("-m", modem):
+            if port_key.startswith("modem.generic.ports.value") and value:
+                used[value.split()[0]] = modem  # "ttyUSB2 (at)"
+    return used
+
+
 def modemmanager_warning(port: str, *, root: Path = Path("/"),
-                         systemctl: str | None = "systemctl") -> str | None:
-    """What to do when ModemManager runs and nothing keeps it off ``port``; else None."""
+                         systemctl: str | None = "systemctl",
+                         mmcli: str | None = "mmcli") -> str | None:
+    """What to do when ModemManager runs and nothing keeps it off ``port``, or it uses the
+    port right now; else None."""
     if not modemmanager_active(proc=root / "proc", systemctl=systemctl):
         return None
+    name = os.path.basename(os.path.realpath(port))
+    modem = modemmanager_ports(mmcli=mmcli).get(name)
+    if modem is not None:
+        return (f"ModemManager is using {port} ({name}): it manages this modem as {modem}, "
+                "so it answers and sends commands on the port while modemd does. Rules "
+                "installed after ModemManager took the modem count only after its restart. "
+                + MODEMMANAGER_FIX)
     if ignored_by_modemmanager(port, root=root):
         return None
     return (f"ModemManager is running and nothing tells it to leave {port} alone (no "
@@ -52,13 +93,15 @@ def modemmanager_warning(port: str, *, root: Path = Path("/"),
 
 
 def warn_about_modemmanager(modems: Sequence[ModemConfig], *, root: Path = Path("/"),
-                            systemctl: str | None = "systemctl") -> list[str]:
+                            systemctl: str | None = "systemctl",
+                            mmcli: str | None = "mmcli") -> list[str]:
     """Log (and return) a warning for each configured modem ModemManager may take."""
     warnings = []
     for modem in modems:
         if not modem.port.startswith("/"):
             continue
-        warning = modemmanager_warning(modem.port, root=root, systemctl=systemctl)
+        warning = modemmanager_warning(modem.port, root=root, systemctl=systemctl,
+                                       mmcli=mmcli)
         if warning is not None:
             log.warning("modem %s: %s", modem.name, warning)
             warnings.append(warning)
