@@ -437,3 +437,26 @@ def test_probe_on_a_huawei_modem_port_warns_and_names_the_pc_ui_port(tmp_path: P
     assert warning.severity == "warning"
     assert "ppp port of a Huawei" in warning.problem and "interface 00" in warning.problem
     assert "HUAWEI_MOBILE" in warning.advice and "-if01-" in warning.advice
+
+
+def test_the_pi_uart_is_listed_under_serial0_and_never_marked(tmp_path: Path) -> None:
+    def uart(name: str, bus: str) -> None:
+        device = tmp_path / "sys" / "devices" / "platform" / "soc" / f"{name}.serial"
+        (device / "tty" / name).mkdir(parents=True)
+        (tmp_path / "sys" / "bus" / bus).mkdir(parents=True, exist_ok=True)
+        (device / "subsystem").symlink_to(tmp_path / "sys" / "bus" / bus)
+        (device / "tty" / name / "device").symlink_to(device)
+        (tmp_path / "sys" / "class" / "tty").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "sys" / "class" / "tty" / name).symlink_to(device / "tty" / name)
+        (tmp_path / "dev").mkdir(exist_ok=True)
+        (tmp_path / "dev" / name).write_text("")
+
+    uart("ttyS0", "platform")  # the mini UART, on the header: /dev/serial0
+    uart("ttyS1", "platform")  # a platform ttyS with nothing behind it
+    uart("ttyAMA0", "amba")  # the PL011 (Bluetooth)
+    (tmp_path / "dev" / "serial0").symlink_to("ttyS0")
+    (tmp_path / "sys" / "class" / "tty" / "tty1").mkdir()  # a virtual console: no device
+    ports = {Path(p.device).name: p for p in discovery.list_ports(root=tmp_path)}
+    assert sorted(ports) == ["ttyAMA0", "ttyS0"]
+    assert ports["ttyS0"].stable_path == str(tmp_path / "dev" / "serial0")
+    assert not any(p.looks_like_at or p.may_write for p in ports.values())

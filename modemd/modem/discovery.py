@@ -118,6 +118,10 @@ def _natural(name: str) -> tuple[str, int]:
 
 def _by_id_links(root: Path) -> dict[str, str]:
     links: dict[str, str] = {}
+    for name in ("serial0", "serial1"):  # Raspberry Pi OS: the GPIO header's UART
+        link = root / "dev" / name
+        if link.is_symlink():
+            links[os.path.realpath(link)] = str(link)
     for folder in ("by-id", "by-path"):
         for link in sorted((root / "dev" / "serial" / folder).glob("*")):
             links.setdefault(os.path.realpath(link), str(link))
