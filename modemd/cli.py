@@ -426,7 +426,8 @@ def ports(
     for p in found:
         mark = "AT " if p.looks_like_at else "   "
         typer.echo(f"{mark}{p.stable_path}  {p.usb_id or '-':<9} if{p.interface or '-'}  "
-                   f"{p.description}")
+                   f"{p.role or '-':<12} {p.product or p.description}"
+                   + (f"  IMEI {p.imei}" if p.imei else ""))
     for hint in field_hints(found):
         typer.echo(hint)
 

@@ -211,6 +211,9 @@ class Daemon:
             )
             for modem in cfg.modem
         ]
+        from modemd.modem.modemmanager import warn_about_modemmanager
+
+        warn_about_modemmanager(cfg.modem)  # it would take the port or talk over modemd
         for sink in self.sinks:
             sink.start()
         self.pipeline.start()

@@ -26,9 +26,11 @@ from modemd.at import responses as at
 from modemd.at.events import Garbage, Urc
 from modemd.at.parser import DEFAULT_URC_PREFIXES
 from modemd.errors import ATError, CommandFailed, CommandTimeout, TransportError
+from modemd.modem.modemmanager import modemmanager_warning
 from modemd.modem.profiles import PIN_RETRY_QUERIES, PROFILES, detect_profile
 from modemd.modem.session import ATSession, Response
 from modemd.transport import SerialTransport
+from modemd.transport.port_users import MODEMMANAGER, MODEMMANAGER_FIX, users_of
 
 Severity = Literal["error", "warning"]
 
@@ -266,8 +268,13 @@ def _open_failure(port: str, exc: TransportError, *, sysfs: Path) -> list[Diagno
             code="permission_denied")]
     if (err in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK)
             or "busy" in lowered or "lock" in lowered):
-        holder = ("ModemManager is running and probably holds it. "
-                  if modemmanager_running() else "")
+        holders = users_of(port)
+        if any(u.name == MODEMMANAGER for u in holders) or (
+                not holders and modemmanager_running()):
+            named = ", ".join(f"{u.name} (pid {u.pid})" for u in holders) or "ModemManager"
+            return [Diagnosis(f"{port} is in use by another program: {named}",
+                              MODEMMANAGER_FIX, code="port_busy")]
+        holder = "".join(f"{u.name} (pid {u.pid}) has it open. " for u in holders)
         return [Diagnosis(
             f"{port} is in use by another program",
             f"{holder}Another program has the port open exclusively: a running modemd "
@@ -279,6 +286,35 @@ def _open_failure(port: str, exc: TransportError, *, sysfs: Path) -> list[Diagno
     return [Diagnosis(f"cannot open {port}: {text}",
                       "Check the device path or URL and that the modem is attached.",
                       code="open_failed")]
+
+
+def _wrong_port(port: str, system_root: Path) -> Diagnosis | None:
+    """A diagnosis when ``port`` is a known modem's diagnostic, GPS or audio port."""
+    from modemd.modem.discovery import list_ports
+    from modemd.modem.usb_ids import NEVER_WRITE
+
+    if not port.startswith("/"):
+        return None
+    here = os.path.realpath(port)
+    found = list_ports(root=system_root)
+    this = next((p for p in found if os.path.realpath(p.device) == here), None)
+    if this is None or this.role in (None, "at", "unknown"):
+        return None
+    at_ports = [p.stable_path for p in found if p.usb_id == this.usb_id and p.looks_like_at]
+    right = (f"Its AT port is {' or '.join(at_ports)}." if at_ports
+             else "`modemd ports` lists its ports.")
+    if this.role not in NEVER_WRITE:  # a PPP or second AT port: it answers, but is not ours
+        return Diagnosis(
+            f"{port} is the {this.role} port of a {this.product} (USB interface "
+            f"{this.interface}), not the one modemd should read",
+            "It answers AT, but new-message indications (+CMTI) and other events may go to "
+            f"the AT port only, and PPP may need this one. {right}",
+            code="not_at_port", severity="warning")
+    return Diagnosis(
+        f"{port} is the {this.role} port of a {this.product} (USB interface {this.interface}), "
+        "not its AT port",
+        f"modemd does not write to it (AT commands can upset a diagnostic or GPS port). {right}",
+        code="wrong_port")
 
 
 def _no_answer(port: str, baudrate: int, *, garbage: int, mm_running: bool) -> Diagnosis:
@@ -297,9 +333,10 @@ def _no_answer(port: str, baudrate: int, *, garbage: int, mm_running: bool) -> D
             "(PWRKEY).")
     advice.append(
         "This may not be the AT port: a USB modem has several ttyUSB interfaces and only one or "
-        "two answer AT (Quectel EC2x: ttyUSB2; SIMCom SIM7600: ttyUSB2; Huawei stick mode: "
-        "ttyUSB0; see hardware.md)."
-        + (f" Try the others: {', '.join(others)}." if others else ""))
+        "two answer AT (Quectel EC2x: interface 02; SIMCom SIM7600: 02, A76xx: 04; Telit "
+        "LE910C1: 04; Huawei: the PC UI port, not 00; see hardware.md). `modemd ports` marks "
+        "the AT port of each known modem."
+        + (f" Other serial ports here: {', '.join(others)}." if others else ""))
     if mm_running:
         advice.append("ModemManager is running and may be talking to the modem at the same "
                       "time: `systemctl stop ModemManager` and probe again.")
@@ -432,6 +469,7 @@ def probe_port(
     pin: str | None = None,
     timeout: float = 3.0,
     sysfs: Path = Path("/sys/bus/usb/devices"),
+    system_root: Path = Path("/"),
 ) -> ProbeReport:
     """Identify the modem on ``port`` and diagnose what stands between it and receiving SMS."""
     started = time.monotonic()
@@ -445,6 +483,11 @@ def probe_port(
         report["elapsed"] = round(time.monotonic() - started, 3)
         return ProbeReport(**report)
 
+    wrong = _wrong_port(port, system_root)
+    if wrong is not None:
+        problems.append(wrong)
+        if wrong.severity == "error":  # a DM/GPS/audio port: not one byte is written to it
+            return finish()
     transport = SerialTransport(port, baudrate=baudrate, exclusive=True)
     try:
         transport.open()
@@ -452,6 +495,10 @@ def probe_port(
         problems.extend(_open_failure(port, exc, sysfs=sysfs))
         return finish()
     report["opened"] = True
+    in_the_way = modemmanager_warning(port, root=system_root) if port.startswith("/") else None
+    if in_the_way is not None:
+        problems.append(Diagnosis("ModemManager may take this port", in_the_way,
+                                  code="modemmanager", severity="warning"))
     garbage: list[Garbage] = []
     urcs: list[Urc] = []
     session = ATSession(transport, on_urc=urcs.append, on_garbage=garbage.append,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from modemd.modem.usb_ids import usb_ids_of
+
 
 @dataclass(frozen=True, slots=True)
 class ModemProfile:
@@ -68,15 +70,15 @@ PROFILES: tuple[ModemProfile, ...] = (
         name="quectel_ec25",
         title="Quectel EC2x / EG25 / EG9x",
         manufacturer=r"Quectel",
-        model=r"E[CG]2\d|EG9\d|EC2\d",
+        model=r"E[CG]2\d|EG9\d|EC2\d|BG9\d",
         iccid_commands=(("AT+QCCID", "+QCCID"), ("AT+CCID", "+CCID")),
         reset_command="AT+CFUN=1,1",
         storage_preference=("ME", "SM"),
         extra_urcs=("RDY", "+QIND", "+QUSIM", "+CPIN", "+CFUN", "POWERED DOWN"),
         storage_full_urcs=("+QIND",),
         lte_quality_command="AT+QCSQ",
-        at_interface="USB interface 2 (ttyUSB2); ttyUSB3 also answers AT",
-        usb_ids=("2c7c:0125", "2c7c:0121", "2c7c:0195", "2c7c:0296"),
+        at_interface="USB interface 02 (ttyUSB2); see usb_ids.py",
+        usb_ids=usb_ids_of("quectel_ec25"),
         quirks=("+QIND: SMSFULL when storage is full",),
     ),
     ModemProfile(
@@ -89,8 +91,8 @@ PROFILES: tuple[ModemProfile, ...] = (
         storage_preference=("ME", "SM"),
         extra_urcs=("+CPIN", "SMS DONE", "PB DONE", "+CFUN"),
         lte_quality_command="AT+CPSI?",
-        at_interface="USB interface 2 (ttyUSB2)",
-        usb_ids=("1e0e:9001", "1e0e:9011"),
+        at_interface="USB interface 02 (SIM7600, SIM7080) or 04 (A76xx); see usb_ids.py",
+        usb_ids=usb_ids_of("simcom_sim7600"),
     ),
     ModemProfile(
         name="huawei_e3372",
@@ -104,8 +106,8 @@ PROFILES: tuple[ModemProfile, ...] = (
                     "^DSFLOWRPT", "^STIN", "^SYSSTART", "^CEND", "^ORIG", "^CONF", "^CONN"),
         storage_full_urcs=("^SMMEMFULL",),
         init_commands=("AT^CURC=0",),  # stop the ^RSSI/^DSFLOWRPT flood
-        at_interface="USB interface 0 or 2 in stick mode; HiLink firmware has no AT port",
-        usb_ids=("12d1:1506", "12d1:1001", "12d1:1436", "12d1:155e"),
+        at_interface="the PC UI interface in stick mode (not 00); HiLink has no AT port",
+        usb_ids=usb_ids_of("huawei_e3372"),
         quirks=(
             "answers COMMAND NOT SUPPORT instead of ERROR",
             "HiLink (12d1:14dc / 1f01) exposes a network card, no serial port",
@@ -120,8 +122,8 @@ PROFILES: tuple[ModemProfile, ...] = (
         reset_command="AT#REBOOT",
         storage_preference=("SM", "ME"),
         extra_urcs=("#QSS",),
-        at_interface="USB interface 0 (ttyACM0 / ttyUSB0)",
-        usb_ids=("1bc7:1201", "1bc7:1031"),
+        at_interface="USB interface 04 (1bc7:1201) or 01 (1bc7:1031); see usb_ids.py",
+        usb_ids=usb_ids_of("telit_le910"),
     ),
     ModemProfile(
         name="ublox_lara",
@@ -132,8 +134,8 @@ PROFILES: tuple[ModemProfile, ...] = (
         reset_command="AT+CFUN=16",
         storage_preference=("ME", "SM"),
         extra_urcs=("+UUPSDD", "+UUSORD", "+CIEV"),
-        at_interface="USB interface 0 (ttyACM0)",
-        usb_ids=("1546:1141", "1546:110a"),
+        at_interface="USB interface 00 (LARA-R2) or 01 (LARA-R6, ttyUSB1); see usb_ids.py",
+        usb_ids=usb_ids_of("ublox_lara"),
     ),
     GENERIC,
 )

@@ -8,6 +8,7 @@ the AT parser gets the bytes exactly as they came.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import termios
@@ -16,6 +17,7 @@ import threading
 import serial
 
 from modemd.errors import TransportError
+from modemd.transport.port_users import MODEMMANAGER, busy_advice, users_of
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +30,19 @@ def _explain_open_error(port: str, exc: Exception) -> str:
         return "no such device: is the modem plugged in and in serial (not HiLink) mode?"
     if err == errno.EACCES or "Permission denied" in text:
         return "permission denied: add the service user to the 'dialout' group"
-    if err == errno.EBUSY or "busy" in text.lower() or "lock" in text.lower():
-        return (
-            "the port is in use by another program (ModemManager? another modemd?); "
-            "install systemd/99-modemd.rules to make ModemManager leave it alone"
-        )
+    if err in (errno.EBUSY, errno.EAGAIN) or "busy" in text.lower() or "lock" in text.lower():
+        return busy_advice(port)
     return text
+
+
+def _hold_exclusively(ser: serial.Serial, port: str) -> None:
+    """TIOCEXCL: from now on the kernel refuses every other open of this tty with EBUSY
+    (except root's), ModemManager's included. pyserial's ``exclusive=True`` is only an
+    advisory flock, which programs that do not flock ignore."""
+    try:
+        fcntl.ioctl(ser.fileno(), termios.TIOCEXCL)
+    except (OSError, AttributeError, ValueError) as exc:  # not a tty (a test double, a URL)
+        log.debug("%s: TIOCEXCL not set: %s", port, exc)
 
 
 class SerialTransport:
@@ -76,6 +85,18 @@ class SerialTransport:
             ser.open()
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TransportError(_explain_open_error(self.port, exc), port=self.port) from exc
+        if self.exclusive and path.startswith("/"):
+            _hold_exclusively(ser, self.port)
+            # Root is not stopped by another program's TIOCEXCL (ModemManager's): look who
+            # else has it open rather than talk over ModemManager.
+            others = users_of(path)
+            if any(u.name == MODEMMANAGER for u in others):
+                ser.close()
+                busy = OSError(errno.EBUSY, "held by ModemManager")
+                raise TransportError(busy_advice(self.port), port=self.port) from busy
+            if others and not path.startswith("/dev/pts/"):  # a pty's creator holds it too
+                log.warning("%s is also open in %s", self.port,
+                            ", ".join(f"{u.name} (pid {u.pid})" for u in others))
         self._serial = ser
         log.debug("opened %s (%s) at %d baud", self.port, path, self.baudrate)
 
@@ -109,6 +130,12 @@ class SerialTransport:
     def close(self) -> None:
         ser, self._serial = self._serial, None
         if ser is not None:
+            try:
+                if self.exclusive and ser.is_open and self.port.startswith("/"):
+                    # A pty keeps the flag after the last close (its master lives on).
+                    fcntl.ioctl(ser.fileno(), termios.TIOCNXCL)
+            except (OSError, AttributeError, ValueError, serial.SerialException) as exc:
+                log.debug("%s: TIOCNXCL: %s", self.port, exc)
             try:
                 ser.close()
             except (serial.SerialException, OSError, termios.error) as exc:
