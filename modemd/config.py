@@ -245,6 +245,18 @@ class OutboxConfig(_Model):
         return parse_duration(value)
 
 
+class StoreConfig(_Model):
+    """[store]: how long delivered messages are kept, how often the file is checked."""
+
+    retention: Duration = Field(default=30 * 86400.0, ge=3600)
+    check_interval: Duration = 86400.0  # 0: no scheduled check (`modemd store check` still)
+
+    @field_validator("retention", "check_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class Config(_Model):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     modem: list[ModemConfig] = Field(default_factory=list)
@@ -253,6 +265,7 @@ class Config(_Model):
     parser: list[ParserRule] = Field(default_factory=list)
     devices: dict[str, DeviceSpec] = Field(default_factory=dict)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
