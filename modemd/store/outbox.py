@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 KINDS = ("sms", "reading", "deadletter", "modem_state", "modem_health")
 
-CHUNK = 500  # rows per housekeeping transaction: about a millisecond of write lock
-MAX_CHUNKS = 40  # per call; a bigger backlog is worked off at the next call
+CHUNK = 200  # rows per housekeeping transaction: about a millisecond of write lock
+MAX_CHUNKS = 100  # per call; a bigger backlog is worked off at the next call
 # Retry delays are seconds to minutes. A row due further ahead than this was scheduled
 # before the wall clock stepped back; it is due now rather than stalled for the step.
 RETRY_HORIZON = 3600.0

@@ -25,7 +25,7 @@ from modemd.store.database import Database
 
 log = logging.getLogger(__name__)
 
-CHUNK = 500
+CHUNK = 200
 VACUUM_PAGES = 256  # pages returned per transaction (1 MiB at 4 KiB pages)
 KEEP_FREE_PAGES = 256  # a little free space stays for the next rows
 
