@@ -248,13 +248,20 @@ class OutboxConfig(_Model):
 class StoreConfig(_Model):
     """[store]: how long delivered messages are kept, how often the file is checked."""
 
-    retention: Duration = Field(default=30 * 86400.0, ge=3600)
+    retention: Duration = 30 * 86400.0
     check_interval: Duration = 86400.0  # 0: no scheduled check (`modemd store check` still)
 
     @field_validator("retention", "check_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("retention")
+    @classmethod
+    def _at_least_an_hour(cls, value: float) -> float:
+        if value < 3600:
+            raise ValueError("retention must be at least 1h (delivery and look-back need it)")
+        return value
 
 
 class Config(_Model):

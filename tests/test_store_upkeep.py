@@ -422,3 +422,75 @@ def test_a_read_only_open_writes_nothing(tmp_path: Path) -> None:
         view.connection().execute("DELETE FROM journal")
     view.close()
     assert path.read_bytes() == before
+
+
+def test_store_section_of_the_config(tmp_path: Path) -> None:
+    from modemd.config import config_from_dict
+    from modemd.errors import ConfigError
+
+    cfg = config_from_dict({"store": {"retention": "7d", "check_interval": 0}})
+    assert cfg.store.retention == 7 * 86400 and cfg.store.check_interval == 0
+    assert config_from_dict({}).store.retention == 30 * 86400
+    with pytest.raises(ConfigError, match=r"store\.retention"):
+        config_from_dict({"store": {"retention": "10s"}})
+
+
+def test_store_check_verb(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    store = Store(state)
+    deliver_messages(store, 20)
+    store.close()
+    config = write_config(tmp_path / "modemd.toml", state_dir=state,
+                          modems=[{"name": "m1", "port": "/dev/ttyUSB2"}])
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "modemd", "store", "check", "-c",
+                               str(config)], capture_output=True, text=True, timeout=60,
+                              cwd=REPO, check=False)
+
+    done = check()
+    assert done.returncode == 0 and ": ok (quick_check" in done.stdout, done.stdout
+    # damage one page in the middle of the messages table
+    path = state / STORE_FILENAME
+    conn = sqlite3.connect(path)
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'messages'").fetchone()
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    start = (root[0] - 1) * page_size
+    data[start + 8: start + page_size] = b"\xff" * (page_size - 8)
+    path.write_bytes(bytes(data))
+    done = check()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "problem" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    missing = subprocess.run([sys.executable, "-m", "modemd", "store", "check", "-c",
+                              str(write_config(tmp_path / "other.toml",
+                                               state_dir=tmp_path / "none", modems=[]))],
+                             capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    assert missing.returncode == 2 and "no store" in missing.stderr
+
+
+def test_the_scheduled_check_logs_and_records_a_failure_and_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import modemd.store.maintenance as maintenance_module
+    from modemd.store.maintenance import CheckResult, StoreMaintenance, last_check
+
+    store = Store(tmp_path)
+    upkeep = StoreMaintenance(store.db, retention=3600, keep_marks=3600, check_interval=60,
+                              first_check_after=0)
+    upkeep.run_once()
+    result = last_check(store.db)
+    assert result is not None and result.ok
+    monkeypatch.setattr(maintenance_module, "integrity_check", lambda path: CheckResult(
+        ok=False, problems=("Tree 7 page 9 cell 0: invalid page number",), seconds=0.1, at=0.0))
+    upkeep._next_check = 0.0
+    upkeep.run_once()  # does not raise
+    result = last_check(store.db)
+    assert result is not None and not result.ok and "invalid page number" in result.problems[0]
+    assert store.db.counters()["store.check_failed"] == 1
+    assert any(r.levelname == "ERROR" and "integrity check found problems" in r.getMessage()
+               for r in caplog.records)
+    store.journal.commit_raw(modem="m1", mode="pdu", raw=unique_pdus(1)[0])  # still taking
+    upkeep.stop()
+    store.close()
