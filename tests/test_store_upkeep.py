@@ -494,3 +494,22 @@ def test_the_scheduled_check_logs_and_records_a_failure_and_goes_on(
     store.journal.commit_raw(modem="m1", mode="pdu", raw=unique_pdus(1)[0])  # still taking
     upkeep.stop()
     store.close()
+
+
+def test_replay_and_purge_work_in_short_transactions(tmp_path: Path, statements: list[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "CHUNK", 100)
+    store = Store(tmp_path)
+    enqueue(store, 450)
+    enqueue(store, 30, sink="influx", start=450)
+    rows = store.outbox.fetch("mqtt", limit=500)
+    store.outbox.poison("mqtt", [r.seq for r in rows[::2]], reason="400")
+    statements.clear()
+    assert store.outbox.replay("mqtt") == 450
+    assert len(store.outbox.fetch("mqtt", limit=1000)) == 450
+    assert statements.count("BEGIN IMMEDIATE") == 5
+    store.outbox.poison("mqtt", [r.seq for r in rows[:10]], reason="400")
+    assert store.outbox.purge("mqtt", poisoned_only=True) == 10
+    assert store.outbox.purge() == 470
+    assert store.outbox.stats() == [] and store.db.counters()["outbox.purged"] == 480
+    store.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,30 +204,45 @@ class Outbox:
         return cur.rowcount
 
     def replay(self, sink: str | None = None) -> int:
-        """Make every row (poisoned included) due now again."""
-        with self.db.transaction() as conn:
-            if sink is None:
-                cur = conn.execute(
-                    "UPDATE outbox SET state = 'pending', next_attempt_at = 0, error = NULL"
-                )
-            else:
-                cur = conn.execute(
-                    "UPDATE outbox SET state = 'pending', next_attempt_at = 0, error = NULL"
-                    " WHERE sink = ?",
-                    (sink,),
-                )
-            return cur.rowcount
+        """Make every row (poisoned included) due now again, in short transactions."""
+
+        def due(conn: sqlite3.Connection, marks: str, seqs: list[int]) -> int:
+            return conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = 0, error = NULL"
+                f" WHERE seq IN ({marks})", seqs).rowcount
+
+        return self._chunked(sink, poisoned_only=False, apply=due)
 
     def purge(self, sink: str | None = None, *, poisoned_only: bool = False) -> int:
-        """Delete rows on the operator's say-so (counted as purged)."""
-        where = "1=1" if sink is None else "sink = ?"
-        params: tuple[Any, ...] = () if sink is None else (sink,)
+        """Delete rows on the operator's say-so (counted as purged), in short transactions."""
+
+        def delete(conn: sqlite3.Connection, marks: str, seqs: list[int]) -> int:
+            n = conn.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", seqs).rowcount
+            self.db.bump(conn, "outbox.purged", n)
+            return n
+
+        return self._chunked(sink, poisoned_only=poisoned_only, apply=delete)
+
+    def _chunked(self, sink: str | None, *, poisoned_only: bool,
+                 apply: Callable[[sqlite3.Connection, str, list[int]], int]) -> int:
+        """Apply *apply* to the selected rows :data:`CHUNK` at a time, one transaction each,
+        so an operator's replay or purge of 200,000 rows never holds up a message coming in."""
+        where = "seq > ?" + ("" if sink is None else " AND sink = ?")
         if poisoned_only:
             where += " AND state = 'poisoned'"
-        with self.db.transaction() as conn:
-            cur = conn.execute(f"DELETE FROM outbox WHERE {where}", params)
-            self.db.bump(conn, "outbox.purged", cur.rowcount)
-            return cur.rowcount
+        total, after = 0, 0
+        while True:
+            with self.db.transaction() as conn:
+                params: tuple[Any, ...] = (after,) if sink is None else (after, sink)
+                seqs = [row[0] for row in conn.execute(
+                    f"SELECT seq FROM outbox WHERE {where} ORDER BY seq LIMIT ?",
+                    (*params, CHUNK))]
+                if not seqs:
+                    return total
+                total += apply(conn, ",".join("?" * len(seqs)), seqs)
+            after = seqs[-1]
+            if len(seqs) < CHUNK:
+                return total
 
     def stats(self, sinks: Sequence[str] = ()) -> list[SinkStats]:
         """Per sink: rows waiting and parked, the oldest row's age, drops and deliveries.
