@@ -4,6 +4,7 @@ latency while 200k rows wait in the outbox with housekeeping running; a retentio
     .venv/bin/python benchmarks/bench_store.py size --messages 1000000
     .venv/bin/python benchmarks/bench_store.py outbox --rows 200000
     .venv/bin/python benchmarks/bench_store.py soak --messages 100000 --retention 10000
+    .venv/bin/python benchmarks/bench_store.py prune --messages 200000
 
 ``size`` prefills a store quickly (direct SQL inserts in one transaction, rows shaped like the
 pipeline's), then times opening it and ``modemd messages`` / ``modemd outbox`` in fresh
@@ -11,7 +12,8 @@ processes, and ``journal.commit_raw`` (the fsync'd ingest commit) at 0 and N sto
 ``outbox`` times ingest commits while a housekeeping thread runs the outbox bounds, stats and
 retention back to back (the daemon runs them every 5 s / 60 s). ``soak`` pushes messages
 through the real pipeline with a store clock advanced one second per message, so retention
-acts during the run, and prints the file size as it goes.
+acts during the run, and prints the file size as it goes. ``prune`` times ingest while
+retention works off a backlog of delivered messages all older than the retention.
 """
 
 from __future__ import annotations
@@ -204,6 +206,41 @@ def bench_outbox(args: argparse.Namespace) -> None:
     store.close()
 
 
+def bench_prune(args: argparse.Namespace) -> None:
+    """Retention pruning a big backlog (every message delivered, all older than retention)
+    while messages come in."""
+    from modemd.store.retention import Retention
+
+    work = Path(tempfile.mkdtemp(prefix="bench-prune-", dir=args.dir))
+    state = work / "state"
+    prefill(state, args.messages)
+    store = Store(state)
+    lock = TimedLock()
+    store.db._write_lock = lock  # type: ignore[assignment]
+    mono = SteppedClock()
+    store.db.clock = StoreClock(0.0, monotonic=mono)
+    with store.db.transaction() as conn:  # the rows are all under the clock-0 mark; age it
+        conn.execute("UPDATE clock_marks SET journal_seq = ?, message_rowid = ? WHERE clock = 0",
+                     (args.messages, args.messages))
+    mono.t = 7200.0
+    result: list[object] = []
+    pruner = threading.Thread(name="retention", target=lambda: result.append(
+        Retention(store.db, retention=3600).prune()))
+    t0 = time.perf_counter()
+    pruner.start()
+    times: list[float] = []
+    start = 0
+    while pruner.is_alive():
+        times += ingest(store, 50, start=start, gap=0.002)
+        start += 50
+    pruner.join()
+    print(f"retention pruned {result[0]} in {time.perf_counter() - t0:.1f} s")
+    print(f"ingest commit_raw meanwhile: {ms(times)} ({len(times)} commits)")
+    held = lock.holds.get("retention", [0.0])
+    print(f"write lock held per retention transaction: {ms(held)} ({len(held)} transactions)")
+    store.close()
+
+
 class SteppedClock:
     def __init__(self) -> None:
         self.t = 0.0
@@ -259,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     soak = sub.add_parser("soak")
     soak.add_argument("--messages", type=int, default=100_000)
     soak.add_argument("--retention", type=float, default=10_000)
+    prune = sub.add_parser("prune")
+    prune.add_argument("--messages", type=int, default=200_000)
     args = parser.parse_args(argv)
-    {"size": bench_size, "outbox": bench_outbox, "soak": bench_soak}[args.what](args)
+    {"size": bench_size, "outbox": bench_outbox, "soak": bench_soak,
+     "prune": bench_prune}[args.what](args)
     return 0
 
 

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = latest_version()
 WAL_SUFFIXES = ("-wal", "-shm")
+# SQLite checkpoints by itself at 1000 pages (4 MiB); bulk work checkpoints before that.
+WAL_CHECKPOINT_BYTES = 1 << 20
 
 
 class StoreVanished(StoreError):
@@ -285,6 +287,38 @@ class Database:
                 raise StoreError(f"{self.path}: commit failed: {exc}") from exc
         if durable and self.vanished() is not None:
             raise StoreVanished(str(self._vanished))
+
+    def run_alone(self, statement: str) -> None:
+        """Run one statement that must step to its end in a transaction of its own (such as
+        ``PRAGMA incremental_vacuum(N)``, which frees one page per step), holding this
+        process's write lock like :meth:`transaction`."""
+        conn = self.connection()
+        with self._write_lock:
+            try:
+                conn.executescript(statement)
+            except sqlite3.DatabaseError as exc:
+                _rollback(conn)
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+    def checkpoint_if_big(self, *, over: int = WAL_CHECKPOINT_BYTES) -> bool:
+        """A passive WAL checkpoint when the WAL has grown past *over* bytes, run WITHOUT
+        the write lock (writers go on appending meanwhile). Bulk work (retention, bounds)
+        calls this between chunks, so SQLite's automatic checkpoint, which runs inside a
+        commit and so inside the write lock, does not fall on an ingest commit."""
+        if self._uri is not None:
+            return False
+        try:
+            size = os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return False
+        if size <= over:
+            return False
+        try:
+            self.connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            log.debug("checkpoint of %s failed: %s", self.path, exc)
+            return False
+        return True
 
     def bump(self, conn: sqlite3.Connection, name: str, by: int = 1) -> None:
         """Add to a named counter inside the caller's transaction."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,8 +26,11 @@ from modemd.store.database import Database
 
 log = logging.getLogger(__name__)
 
-CHUNK = 200
-VACUUM_PAGES = 256  # pages returned per transaction (1 MiB at 4 KiB pages)
+CHUNK = 100
+# Between chunks: threading.Lock is not fair, so without a pause this thread could take the
+# write lock again before a waiting ingest commit runs.
+PAUSE = 0.002
+VACUUM_PAGES = 128  # pages returned per transaction (512 KiB at 4 KiB pages)
 KEEP_FREE_PAGES = 256  # a little free space stays for the next rows
 
 
@@ -57,16 +61,23 @@ class Retention:
         while cursor < journal_upto and not should_stop():
             cursor, n = self._journal_chunk(cursor, journal_upto)
             result.journal += n
+            self._breathe()
         cursor = 0
         while cursor < message_upto and not should_stop():
             cursor, n = self._message_chunk(cursor, message_upto)
             result.messages += n
+            self._breathe()
         if not should_stop():
             result.pages_freed = self.vacuum(should_stop=should_stop)
         if result.journal or result.messages:
             log.info("retention: pruned %d journal row(s) and %d message(s) older than %.0f s",
                      result.journal, result.messages, self.retention)
         return result
+
+    def _breathe(self) -> None:
+        """Between chunks: let a waiting commit go first, keep the WAL short."""
+        time.sleep(PAUSE)
+        self.db.checkpoint_if_big()
 
     def _journal_chunk(self, after: int, upto: int) -> tuple[int, int]:
         with self.db.transaction() as conn:
@@ -111,9 +122,9 @@ class Retention:
             n = min(VACUUM_PAGES, int(free) - KEEP_FREE_PAGES)
             if n <= 0:
                 break
-            with self.db.transaction() as wconn:
-                wconn.execute(f"PRAGMA incremental_vacuum({n})").fetchall()
+            self.db.run_alone(f"PRAGMA incremental_vacuum({int(n)});")
             freed += n
+            self._breathe()
         return freed
 
 
