@@ -16,6 +16,7 @@ import typer
 from modemd import __version__
 from modemd.config import DEFAULT_CONFIG_PATH, Config, load_config
 from modemd.errors import ConfigError, DecodeError, ModemdError, PayloadError
+from modemd.store_cli import needs_a_person, store_app
 
 app = typer.Typer(
     name="modemd",
@@ -28,6 +29,7 @@ config_app = typer.Typer(help="Write, validate and show the configuration.", no_
 pdu_app = typer.Typer(help="Work with SMS PDUs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(pdu_app, name="pdu")
+app.add_typer(store_app, name="store")
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Config file (TOML).", envvar="MODEMD_CONFIG")
@@ -89,12 +91,17 @@ def run(
     except ModemdError as exc:
         typer.echo(f"modemd cannot start: {exc}", err=True)
         daemon.stop()
-        # 2: the config must change (the unit does not restart); 1: worth another try
-        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+        # 2: the config (or the store's version) must change, the unit does not restart;
+        # 1: worth another try
+        raise typer.Exit(2 if isinstance(exc, ConfigError) or needs_a_person(exc) else 1
+                         ) from None
     try:
         daemon.run_forever()
     finally:
         daemon.stop()
+    if daemon.failure:
+        typer.echo(f"modemd stopped: {daemon.failure}", err=True)
+        raise typer.Exit(1)
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -164,10 +171,10 @@ def config_init(
 # --- store views ----------------------------------------------------------------------------
 
 
-def _open_store(cfg: Config) -> Any:
-    from modemd.store import Store
+def _open_store(cfg: Config, *, view: bool = False) -> Any:
+    from modemd.store_cli import open_store_for_cli
 
-    return Store(cfg.gateway.state_dir)
+    return open_store_for_cli(cfg.gateway.state_dir, view=view)
 
 
 @app.command()
@@ -177,7 +184,7 @@ def messages(
     as_json: JsonOption = False,
 ) -> None:
     """What was received, newest first, with its delivery state per sink."""
-    store = _open_store(_load(config))
+    store = _open_store(_load(config), view=True)
     rows = store.journal.recent_messages(limit=limit)
     if as_json:
         _print_json(rows)
@@ -250,7 +257,7 @@ def outbox(
 ) -> None:
     """What is still waiting per sink; replay or purge."""
     cfg = _load(config)
-    store = _open_store(cfg)
+    store = _open_store(cfg, view=not (replay or purge))
     if replay:
         typer.echo(f"{store.outbox.replay(sink)} row(s) due again")
     if purge:

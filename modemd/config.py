@@ -305,6 +305,25 @@ class VerifyConfig(_Model):
                                 f"{exc.strerror}")]) from exc
 
 
+class StoreConfig(_Model):
+    """[store]: how long delivered messages are kept, how often the file is checked."""
+
+    retention: Duration = 30 * 86400.0
+    check_interval: Duration = 86400.0  # 0: no scheduled check (`modemd store check` still)
+
+    @field_validator("retention", "check_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("retention")
+    @classmethod
+    def _at_least_an_hour(cls, value: float) -> float:
+        if value < 3600:
+            raise ValueError("retention must be at least 1h (delivery and look-back need it)")
+        return value
+
+
 class Config(_Model):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     modem: list[ModemConfig] = Field(default_factory=list)
@@ -314,6 +333,7 @@ class Config(_Model):
     devices: dict[str, DeviceSpec] = Field(default_factory=dict)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

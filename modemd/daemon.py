@@ -25,6 +25,7 @@ from modemd.pipeline import Pipeline, Route
 from modemd.sinks.base import Sink
 from modemd.sinks.mqtt import MqttSettings, MqttSink, Renderer, Request, RequestHandler, Topics
 from modemd.store import STORE_FILENAME, Store
+from modemd.store.maintenance import StoreMaintenance
 from modemd.systemd import Notifier
 from modemd.verify import Verifier, VerifySettings
 from modemd.verify.service import KIND as VERIFY_KIND
@@ -156,6 +157,8 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.verifier: Verifier | None = None
         self.drivers: list[ModemDriver] = []
+        self.maintenance: StoreMaintenance | None = None
+        self.failure: str | None = None  # why run_forever stopped on its own (exit non-zero)
         self._stop = threading.Event()
         self._ready_sent = False
         self._last_status = ""
@@ -214,8 +217,12 @@ class Daemon:
         from modemd.modem.modemmanager import warn_about_modemmanager
 
         warn_about_modemmanager(cfg.modem)  # it would take the port or talk over modemd
+        self.maintenance = StoreMaintenance(
+            store.db, retention=cfg.store.retention, keep_marks=cfg.outbox.max_age,
+            check_interval=cfg.store.check_interval)
         for sink in self.sinks:
             sink.start()
+        self.maintenance.start()
         self.pipeline.start()
         if self.verifier is not None:
             self.verifier.start()
@@ -283,10 +290,22 @@ class Daemon:
         tick = min(1.0, interval) if interval else 1.0
         # Look for readiness often until READY is sent, then settle to the watchdog's pace.
         while not self._stop.wait(tick if self._ready_sent else 0.05):
+            if self._store_vanished():
+                break
             self._maybe_ready()
             if interval is not None and self.healthy():
                 self.notifier.watchdog()
         self.notifier.stopping()
+
+    def _store_vanished(self) -> bool:
+        """The store file deleted or replaced under us: stop, so nothing more is taken off
+        the modems into a file no one will read (the journal already refuses commits)."""
+        reason = self.store.db.vanished() if self.store is not None else None
+        if reason is None:
+            return False
+        self.failure = f"store lost: {reason}; messages stay on the modem; stopping"
+        log.critical("%s", self.failure)
+        return True
 
     def _maybe_ready(self) -> None:
         up = sum(d.state.online for d in self.drivers)
@@ -316,6 +335,8 @@ class Daemon:
             self.pipeline.stop()
         if self.verifier is not None:
             self.verifier.stop()
+        if self.maintenance is not None:
+            self.maintenance.stop()
         deadline = time.monotonic() + 3.0
         for sink in self.sinks:
             sink.stop(timeout=max(0.1, deadline - time.monotonic()))

@@ -163,6 +163,7 @@ def test_a_store_from_before_the_attempt_and_clock_columns_is_migrated(tmp_path:
     conn.execute("UPDATE journal SET state = 'held'")
     conn.execute("INSERT INTO parts(group_key, sequence, total, raw_id, first_seen)"
                  " VALUES (?, 1, 3, ?, ?)", (f"m1|{SENDER}|8:12|3", raw_id, 1_790_000_000.0))
+    conn.execute("PRAGMA user_version = 2")  # the schema version before these columns
     conn.commit()
     conn.close()
 

@@ -15,9 +15,9 @@ STORE_FILENAME = "modemd.sqlite3"
 class Store:
     """The journal and the outbox over one database."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, readonly: bool = False) -> None:
         self.path = state_dir / STORE_FILENAME
-        self.db = Database(self.path)
+        self.db = Database(self.path, readonly=readonly)
         self.journal = Journal(self.db)
         self.outbox = Outbox(self.db)
         self.announced = AnnouncedTopics(self.db)
