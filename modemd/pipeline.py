@@ -20,7 +20,7 @@ from typing import Any
 from modemd.errors import DecodeError, PayloadError
 from modemd.payload.engine import PayloadEngine
 from modemd.payload.model import InboundMessage
-from modemd.payload.senders import AllowList
+from modemd.payload.senders import AllowList, sender_type
 from modemd.sms import (
     Assembled,
     SmsDeliver,
@@ -75,6 +75,7 @@ def sms_document(
         "type": "deliver",
         "modem": modem,
         "sender": head.sender.number,
+        "sender_type": sender_type(head.sender.number, head.sender.kind),
         "smsc": head.smsc.number if head.smsc else None,
         "sent_at": _iso(head.scts),
         "received_at": _iso(received_at),
@@ -211,7 +212,8 @@ class Pipeline:
         if not isinstance(message, SmsDeliver):
             self._dead_letter(conn, record, f"not a received message ({type(message).__name__})")
             return
-        if not self.senders.allows(record.modem, message.sender.number):
+        if not self.senders.allows(record.modem, message.sender.number,
+                                   kind=message.sender.kind):
             self.store.db.bump(conn, "senders.rejected")
             self._dead_letter(conn, record, f"sender {message.sender.number} is not allowed "
                                             f"on modem {record.modem}")
@@ -334,6 +336,7 @@ class Pipeline:
                port: int | None, sent_at: datetime) -> None:
         assert self.engine is not None
         inbound = InboundMessage(msg_id=msg_id, modem=record.modem, sender=doc["sender"],
+                                 sender_type=doc.get("sender_type"),
                                  text=text, data=data, port=port, sent_at=sent_at)
         try:
             reading = self.engine.parse(inbound)
