@@ -456,7 +456,7 @@ def probe(
     if as_json:
         _print_json(report.as_dict())
     else:
-        typer.echo(report.render())
+        typer.echo(cli_support.terminal_safe_lines(report.render()))
     raise typer.Exit(0 if report.ok else 1)
 
 

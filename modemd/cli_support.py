@@ -125,6 +125,11 @@ def terminal_safe(text: str) -> str:
     return "".join(_escape_char(c) for c in text)
 
 
+def terminal_safe_lines(text: str) -> str:
+    """:func:`terminal_safe` for each line of a multi-line report (its newlines kept)."""
+    return "\n".join(terminal_safe(line) for line in text.split("\n"))
+
+
 # --- the last resort --------------------------------------------------------------------------
 
 
@@ -188,6 +193,7 @@ __all__ = [
     "read_text_file",
     "run_guarded",
     "terminal_safe",
+    "terminal_safe_lines",
 ]
 
 

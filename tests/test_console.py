@@ -208,3 +208,15 @@ def test_force_sends_a_hidden_deletion(sim: SimulatedModem) -> None:
     code, out = console(sim.port, "ATE0+CMGD=1,4", force=True)
     assert code == EXIT_OK, out
     assert sim.messages() == {}
+
+
+def test_what_the_modem_prints_reaches_the_terminal_without_control_characters() -> None:
+    from modemd.modem.console import _Printer
+
+    out = io.StringIO()
+    printer = _Printer(out)
+    printer.line('+CMGR: "REC UNREAD","+4915112345678",,"26/11/25,10:00:00+04"')
+    printer.line("\x1b]0;owned\x07hello \x9b2J \u202eevil")
+    first, second = out.getvalue().splitlines()
+    assert first == '+CMGR: "REC UNREAD","+4915112345678",,"26/11/25,10:00:00+04"'
+    assert second == "\\x1b]0;owned\\x07hello \\x9b2J \\u202eevil"

@@ -24,6 +24,7 @@ import threading
 from typing import Final, TextIO
 
 from modemd.at.events import FinalResult, Garbage, Urc
+from modemd.cli_support import terminal_safe
 from modemd.errors import CommandFailed, CommandTimeout, TransportError
 from modemd.modem.probe import ALL_URC_PREFIXES
 from modemd.modem.session import ATSession, Response
@@ -253,8 +254,9 @@ class _Printer:
         self.show_unsolicited = False
 
     def line(self, text: str) -> None:
+        # what the modem prints can be SMS text (AT+CMGR in text mode): no control characters
         with self.lock:
-            self.out.write(text + "\n")
+            self.out.write(terminal_safe(text) + "\n")
             self.out.flush()
 
     def urc(self, urc: Urc) -> None:
