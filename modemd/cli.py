@@ -186,7 +186,7 @@ def config_init(
     try:
         output.write_text(starter_config(ports), encoding="utf-8")
     except OSError as exc:
-        fail(f"cannot write {describe_os_error(exc)}", 1)
+        fail(f"cannot write {output}: {exc.strerror or exc}", 1)
     typer.echo(f"wrote {output}" + (f" with {len(ports)} modem port(s)" if ports else ""))
 
 
@@ -409,6 +409,11 @@ def demo(
     """The whole pipeline on a simulated modem with field devices sending status."""
     from modemd.demo import run_demo
 
+    if state_dir is not None:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"--state-dir {state_dir}: {exc.strerror or exc}")
     setup_logging("WARNING")
     raise typer.Exit(run_demo(mqtt_host=mqtt_host, mqtt_port=mqtt_port, state_dir=state_dir,
                               duration=duration, interval=interval))

@@ -148,6 +148,11 @@ def run_guarded(app: Callable[[], object], argv: list[str] | None = None) -> NoR
         app()
     except SystemExit:
         raise
+    except BrokenPipeError:
+        # `modemd messages | head`: the reader left; say nothing more on that pipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_FAILURE)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -337,8 +337,8 @@ def run_console(
             printer.line("add --force to send it anyway")
             return EXIT_REFUSED
         if not lines:
-            printer.line("no command given")
-            return EXIT_REFUSED
+            printer.line("no command given (leave COMMAND out for an interactive session)")
+            return EXIT_NO_PORT  # 2: a usage error, as for a bad option
     transport = _open(port, baudrate, printer)
     if transport is None:
         return EXIT_NO_PORT
