@@ -94,6 +94,10 @@ def run(
     """Run the daemon in the foreground (systemd runs this)."""
     setup_logging(log_level)
     cfg = _load(config)
+    from modemd import config_checks
+
+    for key, message in config_checks.warnings(cfg):  # also in the journal, not only in check
+        logging.getLogger("modemd").warning("config %s: %s", key, message)
     from modemd.daemon import Daemon
     from modemd.modem.discovery import find_port_by_identity
 

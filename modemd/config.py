@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -27,7 +28,7 @@ from pydantic import (
 
 from modemd.errors import ConfigError
 from modemd.payload.config import DeviceSpec, ParserRule
-from modemd.payload.senders import pattern_problem
+from modemd.payload.senders import country_code_problem, pattern_problem
 
 DEFAULT_CONFIG_PATH = Path("/etc/modemd/modemd.toml")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -105,6 +106,9 @@ class GatewayConfig(_Model):
     def _cc(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"\d{1,3}", value.lstrip("+")):
             raise ValueError("a country calling code is 1-3 digits, e.g. '49'")
+        problem = country_code_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value.lstrip("+") if value else value
 
 
@@ -230,6 +234,10 @@ class InfluxConfig(_Model):
     def _url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
+        try:
+            urlsplit(value).port  # noqa: B018 - raises on a port out of range
+        except ValueError:
+            raise ValueError(f"{redact_url(value)!r}: the port is not 1-65535") from None
         return value.rstrip("/")
 
     def token(self) -> SecretStr | None:

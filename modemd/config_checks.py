@@ -32,6 +32,9 @@ def problems(config: Config) -> list[Problem]:
         if modem.command_timeout <= 0:
             found.append((f"modem[{modem.name!r}].command_timeout",
                           "must be more than 0 (seconds to wait for an answer)"))
+    for modem in config.modem:
+        if not modem.port.strip():
+            found.append((f"modem[{modem.name!r}].port", "must not be empty"))
     found += _shared_ports(config)
     if config.mqtt is not None and config.mqtt.enabled and not config.mqtt.host.strip():
         found.append(("mqtt.host", "must not be empty"))
@@ -99,9 +102,11 @@ def is_loopback(host: str) -> bool:
     if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def warnings(config: Config) -> list[Problem]:
@@ -123,6 +128,7 @@ def warnings(config: Config) -> list[Problem]:
     if influx is not None and influx.enabled:
         url = urlsplit(influx.url)
         has_token = bool(influx.token_file) or bool(os.environ.get("MODEMD_INFLUX_TOKEN"))
+        has_token = has_token or bool(url.password)
         if url.scheme == "http" and has_token and not is_loopback(url.hostname or ""):
             found.append(("influx.url", f"the time-series token travels in clear to "
                           f"{url.hostname}: use https://"))

@@ -78,6 +78,10 @@ fields = { ID = { name = "id", type = "string" }, L = { name = "level", type = "
         "hash": write(d, "hash.toml", MODEM + '[mqtt]\nbase_topic = "modemd/#"\n'),
         "port": write(d, "port.toml", MODEM + "[mqtt]\nport = 70000\n"),
         "baud": write(d, "baud.toml", MODEM + "baudrate = 12345\n"),
+        "cc": write(d, "cc.toml", '[gateway]\ndefault_country_code = "999"\n' + MODEM),
+        "url_port": write(d, "url-port.toml", MODEM + '[influx]\nurl = "http://h:99999"\n'
+                                                      'bucket = "b"\n'),
+        "empty_port": write(d, "empty-port.toml", '[[modem]]\nname = "m1"\nport = ""\n'),
         "bad_state": write(d, "bad-state.toml",
                            f'[gateway]\nstate_dir = "{d / "a-file" / "state"}"\n' + MODEM),
         "ro_state": write(d, "ro-state.toml", '[gateway]\nstate_dir = "/proc/self"\n' + MODEM),
@@ -110,6 +114,10 @@ def cases(f: dict[str, str]) -> list[Case]:
         Case(("config", "check", f["hash"]), 2, "not a valid topic"),
         Case(("config", "check", f["port"]), 2, "mqtt.port"),
         Case(("config", "check", f["baud"]), 2, "baud rate"),
+        Case(("config", "check", f["cc"]), 2, "not a country calling code"),
+        Case(("run", "-c", f["cc"]), 2, "not a country calling code"),
+        Case(("config", "check", f["url_port"]), 2, "1-65535"),
+        Case(("config", "check", f["empty_port"]), 2, "must not be empty"),
         # the state directory
         Case(("run", "-c", f["bad_state"]), 1, "cannot start"),
         Case(("run", "-c", f["ro_state"]), 1, "cannot start"),

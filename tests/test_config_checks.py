@@ -68,6 +68,7 @@ def test_insecure_tls_is_a_warning() -> None:
 
 def test_loopback() -> None:
     assert is_loopback("localhost") and is_loopback("127.0.0.53") and is_loopback("[::1]")
+    assert is_loopback("::ffff:127.0.0.1")
     assert not is_loopback("localhost.example.com") and not is_loopback("10.0.0.1")
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "AllowList",
     "SenderPatterns",
     "SenderType",
+    "country_code_problem",
     "is_numeric_pattern",
     "normalise_country_code",
     "normalise_e164",
@@ -124,6 +125,17 @@ def _national_form(e164: str, cc: str) -> str | None:
     national = phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL)
     digits = "".join(c for c in national if c.isdigit())
     return digits or None
+
+
+def country_code_problem(code: str | None) -> str | None:
+    """Why *code* is not a country calling code in use (``"999"``), or None."""
+    try:
+        cc = normalise_country_code(code)
+    except ValueError as exc:
+        return str(exc)
+    if cc is not None and _region(cc) is None:
+        return f"{code!r} is not a country calling code in use (e.g. 49, 39, 1, 7)"
+    return None
 
 
 def normalise_e164(number: str, default_country_code: str | None = None, *,
