@@ -20,6 +20,11 @@ _WRITTEN_AS = {"int": "integer", "float": "float", "bool": "boolean", "string": 
                "enum": "string"}
 
 
+#: what modemd writes to measurement ``modem`` itself (docs/contracts.md, time series)
+_HEALTH_FIELDS = {"rssi_dbm": "float", "ber": "float", "storage_used": "float",
+                  "storage_total": "float", "registration": "string", "operator": "string"}
+
+
 def problems(config: Config) -> list[Problem]:
     """Settings that load but cannot work."""
     found: list[Problem] = []
@@ -74,7 +79,9 @@ def _field_type_clashes(config: Config) -> list[Problem]:
     """A time-series field keeps its type per measurement: two rules that write the same
     field of one measurement as different types lose the second type's points."""
     default = config.influx.measurement if config.influx is not None else None
-    seen: dict[tuple[str, str], tuple[str, str]] = {}  # (measurement, field) -> (type, rule)
+    # (measurement, field) -> (type, rule); the health points of every modem come first
+    seen: dict[tuple[str, str], tuple[str, str]] = {
+        ("modem", name): (kind, "modem health") for name, kind in _HEALTH_FIELDS.items()}
     found: list[Problem] = []
     for rule in config.parser:
         measurement = rule.measurement

@@ -131,3 +131,12 @@ def test_config_show_hides_credentials_inside_urls(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.output and "s3cr3t" not in result.output
     assert json.loads(result.output)["influx"]["url"] == "https://***@tsdb.example.com/?token=***"
+
+
+def test_a_rule_writing_to_the_modem_measurement_must_keep_its_types() -> None:
+    cfg = config_from_dict({"modem": [MODEM], "parser": [{
+        "name": "a", "format": "kv", "device_field": "ID", "measurement": "modem",
+        "fields": {"ID": {"name": "id", "type": "string"},
+                   "R": {"name": "rssi_dbm", "type": "int"}}}]})
+    ((key, message),) = problems(cfg)
+    assert key == "parser['a'].fields.rssi_dbm" and "'modem health'" in message

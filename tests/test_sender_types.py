@@ -207,3 +207,8 @@ def test_the_allow_list_refuses_alphanumeric_look_alikes(tmp_path: Path) -> None
     ], allow)
     assert [doc["text"] for doc in sms] == ["real"]
     assert len(dead) == 3 and all("is not allowed" in d["reason"] for d in dead)
+
+
+def test_a_plus_before_the_international_prefix_is_dropped() -> None:
+    assert normalise_e164("+004915112345678") == "+4915112345678"
+    assert normalise_e164("004915112345678", kind="international") == "+4915112345678"

@@ -156,7 +156,8 @@ def normalise_e164(number: str, default_country_code: str | None = None, *,
     if not body or not body.isascii() or not body.isdigit():
         return number
     if plus or kind == "international":
-        return "+" + body
+        # "+0049...": some modems put a '+' before the 00 prefix; no country code starts with 0
+        return "+" + (body[2:] if body.startswith("00") and len(body) > 4 else body)
     if body.startswith("00") and len(body) > 2:
         return "+" + body[2:]
     if cc is None or kind in ("abbreviated", "network"):
