@@ -105,13 +105,18 @@ def command_lines(command: str) -> list[str]:
 
 
 def _extended_end(body: str, start: int) -> int:
-    """Where the extended command starting at ``start`` ends: at an unquoted ';'."""
+    """Where the extended command starting at ``start`` ends: at an unquoted ';', or where
+    another command seems to begin without one (``+CSQ+CMGD=1``: V.250 wants the ';', but
+    a lenient modem may not, so the guard reads it as two)."""
     quoted = False
-    for index in range(start, len(body)):
+    for index in range(start + 1, len(body)):
         char = body[index]
         if char == '"':
             quoted = not quoted
-        elif char == ";" and not quoted:
+        elif quoted:
+            continue
+        elif char == ";" or (char in _EXTENDED_PREFIXES + "&"
+                             and body[index + 1:index + 2].isalpha()):
             return index
     return len(body)
 
