@@ -442,8 +442,9 @@ def ports(
         typer.echo("no serial ports found")
     for p in found:
         mark = "AT " if p.looks_like_at else "   "
-        typer.echo(f"{mark}{p.stable_path}  {p.usb_id or '-':<9} if{p.interface or '-'}  "
-                   f"{p.description}")
+        # a USB device names itself: its description reaches the terminal escaped
+        typer.echo(terminal_safe(f"{mark}{p.stable_path}  {p.usb_id or '-':<9} "
+                                 f"if{p.interface or '-'}  {p.description}"))
     for hint in field_hints(found):
         typer.echo(hint)
 
