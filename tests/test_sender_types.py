@@ -212,3 +212,14 @@ def test_the_allow_list_refuses_alphanumeric_look_alikes(tmp_path: Path) -> None
 def test_a_plus_before_the_international_prefix_is_dropped() -> None:
     assert normalise_e164("+004915112345678") == "+4915112345678"
     assert normalise_e164("004915112345678", kind="international") == "+4915112345678"
+
+
+def test_an_alphanumeric_sender_named_like_a_device_is_not_that_device() -> None:
+    from modemd.errors import PayloadError
+
+    devices = {"TANK1": DeviceSpec.model_validate({"numbers": ["+4915112345678"]})}
+    engine = PayloadEngine([rule()], devices, default_country_code="49")
+    with pytest.raises(PayloadError, match="not one of the numbers of device"):
+        engine.parse(inbound("TANK1", "alphanumeric"))
+    assert engine.parse(inbound("+4915112345678", "international")).device == "TANK1"
+    assert engine.parse(inbound("ACME", "alphanumeric")).device == "ACME"

@@ -258,6 +258,10 @@ class PayloadEngine:
             if device is None:
                 # '+' is an MQTT wildcard: a bare E.164 number becomes its digits.
                 device = sender[1:] if sender.startswith("+") else sender
+                if device in self._devices:  # an alphanumeric "TANK1" is not device TANK1
+                    raise PayloadError(
+                        f"sender {show(sender)} is not one of the numbers of device "
+                        f"{show(device)}", rule=rule.name, field="sender")
             field = "sender"
         else:
             field = rule.device_field or ""
