@@ -112,14 +112,15 @@ def test_destructive_command_is_refused_without_force(sim: SimulatedModem) -> No
     "AT+CSQ;+CMGD=1,4", 'AT+CSCS="GSM";+CMGW="123"', 'AT+CPMS="ME","ME","ME"', "AT+CMSS=3",
     "AT+CPWD=\"SC\",\"1234\",\"4321\"", 'AT+CLCK="SC",0,"1234"', "AT+QPOWD=1", "AT+CPOF",
     "AT+QPRTPARA=3", "AT^RESET", "at+cmgd=1;+csq", "xxAT+CMGD=1", "ATD+4915112345678;",
-    "AT+CNMI=2,2,0,0,0", "AT+CMGX\bD=1", "AT+CMGD\x7f=1", "ATE0 +CMGD=1,4",
+    "AT+CNMI=2,2,0,0,0", "AT+CMGX\bD=1", "AT+CMGD\x7f=1", "ATE0 +CMGD=1,4", "AT+CFUN=1",
+    "AT+CFUN=1,0", "AT+CFUN=x", "AT+CFUN",
 ])
 def test_destructive_commands(command: str) -> None:
     assert destructive_reason(command) is not None
 
 
 @pytest.mark.parametrize("command", [
-    "AT", "ATI", "AT+CGSN", "AT+CMGD=?", "AT+CFUN?", "AT+CFUN=1", "AT+CFUN=1,0", "AT+CPIN?",
+    "AT", "ATI", "AT+CGSN", "AT+CMGD=?", "AT+CFUN?", "AT+CFUN=?", "AT+CPIN?",
     "AT+CMGL=4", "AT+CMGR=1", "AT+CSQ", 'AT+CPMS?', "AT+CPMS=?", "ATE0", "AT+CMGF=0",
     'AT+CSCS="GSM";+CMGF=1', "ATE0V1", "AT+CPINR", "AT\rAT+CSQ", 'AT+CSCS="A;+CMGD=1"',
     "ATS0?", "AT+CNMI=2,1,0,0,0", "ATI3", "AT&V", "ATE0+CSQ",

@@ -168,13 +168,14 @@ def _cfun_reason(args: str) -> str | None:
         fun = int(values[0]) if values[0] else None
         reset = int(values[1]) if len(values) > 1 and values[1] else 0
     except ValueError:
-        return None  # the modem will refuse it anyway
+        return "sets the radio's functionality"  # unreadable values: still refused
     if reset == 1 or (fun is not None and fun >= 15):
         return _RESETS
     if fun is not None and fun != 1:
         return (f"{fun} switches the radio off: no SMS arrive until AT+CFUN=1 "
                 "(and some modems forget the PIN)")
-    return None
+    return ("sets the radio's functionality: the modem may detach and register again, "
+            "missing SMS meanwhile (some modems restart)")
 
 
 def _cnmi_reason(args: str) -> str | None:
