@@ -7,13 +7,25 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from modemd import __version__
+from modemd import __version__, cli_support
+from modemd.cli_support import (
+    check_baudrate,
+    check_new_file_parent,
+    check_tcp_port,
+    describe_os_error,
+    fail,
+    parse_hex,
+    positive_seconds,
+    read_text_file,
+    terminal_safe,
+)
 from modemd.config import DEFAULT_CONFIG_PATH, Config, load_config
 from modemd.errors import ConfigError, DecodeError, ModemdError, PayloadError
 from modemd.store_cli import needs_a_person, store_app
@@ -50,19 +62,23 @@ def _load(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        typer.echo(f"configuration error{'s' if len(exc.problems) > 1 else ''}:", err=True)
+        typer.echo(f"configuration error{'s' if len(exc.problems) > 1 else ''} in {path}:",
+                   err=True)
         for key, message in exc.problems:
             typer.echo(f"  {key}: {message}", err=True)
         raise typer.Exit(2) from None
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    typer.echo(cli_support.json_terminal_safe(text))
 
 
 @app.callback(invoke_without_command=True)
 def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show the details (traceback) of an unexpected error.")] = False,
 ) -> None:
     if version:
         typer.echo(f"modemd {__version__}")
@@ -80,6 +96,10 @@ def run(
     """Run the daemon in the foreground (systemd runs this)."""
     setup_logging(log_level)
     cfg = _load(config)
+    from modemd import config_checks
+
+    for key, message in config_checks.warnings(cfg):  # also in the journal, not only in check
+        logging.getLogger("modemd").warning("config %s: %s", key, message)
     from modemd.daemon import Daemon
     from modemd.modem.discovery import find_port_by_identity
 
@@ -95,6 +115,12 @@ def run(
         # 1: worth another try
         raise typer.Exit(2 if isinstance(exc, ConfigError) or needs_a_person(exc) else 1
                          ) from None
+    except (OSError, sqlite3.Error) as exc:  # the state dir cannot be made, is read-only ...
+        detail = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        typer.echo(f"modemd cannot start: the store in {cfg.gateway.state_dir}: {detail}",
+                   err=True)
+        daemon.stop()
+        raise typer.Exit(1) from None
     try:
         daemon.run_forever()
     finally:
@@ -114,9 +140,10 @@ def config_check(
 ) -> None:
     """Validate a config file; every problem is listed with its key path."""
     cfg = _load(config)
+    from modemd import config_checks
     from modemd.payload.engine import PayloadEngine
 
-    problems = cfg.file_problems(skip_credentials=True)
+    problems = config_checks.problems(cfg) + cfg.file_problems(skip_credentials=True)
     try:  # what only the assembled rules can tell: a number listed for two devices, ...
         PayloadEngine(cfg.parser, cfg.devices,
                       default_country_code=cfg.gateway.default_country_code)
@@ -127,6 +154,8 @@ def config_check(
         for key, message in problems:
             typer.echo(f"  {key}: {message}", err=True)
         raise typer.Exit(2)
+    for key, message in config_checks.warnings(cfg):
+        typer.echo(f"warning: {key}: {message}", err=True)
     typer.echo(f"{config}: OK ({len(cfg.modem)} modem(s), {len(cfg.parser)} parser rule(s))")
     if online and cfg.influx is not None and cfg.influx.enabled:
         from modemd.sinks.influx import check_influx
@@ -159,12 +188,16 @@ def config_init(
     if output.exists() and not force:
         typer.echo(f"{output} exists; use --force to overwrite", err=True)
         raise typer.Exit(1)
+    check_new_file_parent(output, what="cannot write")
     ports: list[str] = []
     if scan:
         from modemd.modem.discovery import list_ports
 
         ports = [p.stable_path for p in list_ports() if p.looks_like_at]
-    output.write_text(starter_config(ports), encoding="utf-8")
+    try:
+        output.write_text(starter_config(ports), encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}", 1)
     typer.echo(f"wrote {output}" + (f" with {len(ports)} modem port(s)" if ports else ""))
 
 
@@ -180,7 +213,8 @@ def _open_store(cfg: Config, *, view: bool = False) -> Any:
 @app.command()
 def messages(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(help="How many, newest first.", min=1, max=100_000)] =
+    20,
     as_json: JsonOption = False,
 ) -> None:
     """What was received, newest first, with its delivery state per sink."""
@@ -197,8 +231,10 @@ def messages(
         body = msg.get("text") if "text" in msg else (
             f"<{len(msg.get('data_b64', ''))} b64 chars>" if "data_b64" in msg else msg.get(
                 "reason"))
-        typer.echo(f"{row['id'][:12]}  {row['status']:<10} {msg.get('sender') or '-':<16} "
-                   f"{msg.get('sent_at') or '-':<26} [{deliveries or 'no sinks'}]  {body}")
+        sender = terminal_safe(str(msg.get("sender") or "-"))
+        typer.echo(f"{row['id'][:12]}  {row['status']:<10} {sender:<16} "
+                   f"{msg.get('sent_at') or '-':<26} [{deliveries or 'no sinks'}]  "
+                   f"{terminal_safe(str(body))}")
     store.close()
 
 
@@ -276,7 +312,7 @@ def outbox(
         typer.echo(f"{st.sink:<8} {st.pending:>8} {st.poisoned:>7} {age:>9} {st.dropped:>8} "
                    f"{st.delivered:>10}")
         for seq, kind, error in store.outbox.poisoned(st.sink, limit=5):
-            typer.echo(f"    parked #{seq} {kind}: {error}")
+            typer.echo(f"    parked #{seq} {kind}: {terminal_safe(str(error))}")
     store.close()
 
 
@@ -303,7 +339,8 @@ def pdu_decode(
         typer.echo(f"cannot decode: {exc}", err=True)
         raise typer.Exit(1) from None
     if isinstance(msg, SmsDeliver):
-        raw = bytes.fromhex(hex_text if not no_smsc else "00" + hex_text)
+        full = hex_text if not no_smsc else "00" + hex_text
+        raw = bytes.fromhex(full[:len(full) // 2 * 2])  # lenient: an odd last digit dropped
         assembled = assemble([msg]) if msg.concat is not None else None
         doc = sms_document(raw_id_for("pdu", raw), modem="-", received_at=0.0, messages=[msg],
                            assembled=assembled)
@@ -319,7 +356,7 @@ def pdu_decode(
         _print_json(doc)
     else:
         for key, value in doc.items():
-            typer.echo(f"{key:>10}: {value}")
+            typer.echo(f"{key:>10}: {terminal_safe(str(value))}")
 
 
 def vars_of(obj: Any) -> dict[str, Any]:
@@ -332,7 +369,8 @@ def parse(
     text: Annotated[str, typer.Argument(help="The SMS text a device sent.")],
     sender: Annotated[str, typer.Option(help="The sender's number.")],
     config: ConfigOption = DEFAULT_CONFIG_PATH,
-    port: Annotated[int | None, typer.Option(help="Application port, if any.")] = None,
+    port: Annotated[int | None, typer.Option(help="Application port, if any.", min=0,
+                                             max=65535)] = None,
     hex_data: Annotated[bool, typer.Option("--hex", help="TEXT is 8-bit data in hex.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -342,10 +380,13 @@ def parse(
     from modemd.payload.engine import PayloadEngine
     from modemd.payload.model import InboundMessage
 
+    data = parse_hex(text, what="--hex TEXT") if hex_data else None
     cfg = _load(config)
-    engine = PayloadEngine(cfg.parser, cfg.devices,
-                           default_country_code=cfg.gateway.default_country_code)
-    data = bytes.fromhex(text) if hex_data else None
+    try:
+        engine = PayloadEngine(cfg.parser, cfg.devices,
+                               default_country_code=cfg.gateway.default_country_code)
+    except ConfigError as exc:
+        fail("configuration error:\n" + "\n".join(f"  {k}: {m}" for k, m in exc.problems))
     msg = InboundMessage(msg_id="cli", modem="cli", sender=sender,
                          text=None if hex_data else text, data=data, port=port,
                          sent_at=datetime.now(UTC))
@@ -355,17 +396,17 @@ def parse(
         if as_json:
             _print_json({"ok": False, "rule": exc.rule, "field": exc.field, "reason": str(exc)})
         else:
-            typer.echo(f"no reading: {exc}", err=True)
+            typer.echo(f"no reading: {terminal_safe(str(exc))}", err=True)
         raise typer.Exit(1) from None
     result = {"ok": True, "rule": reading.rule, "device": reading.device,
               "measurement": reading.measurement, "state": reading.state_document()}
     if as_json:
         _print_json(result)
     else:
-        typer.echo(f"rule {reading.rule!r} → device {reading.device}")
+        typer.echo(f"rule {reading.rule!r} → device {terminal_safe(reading.device)}")
         for key, value in reading.fields.items():
             unit = reading.units.get(key) or ""
-            typer.echo(f"  {key} = {value!r} {unit}".rstrip())
+            typer.echo(terminal_safe(f"  {key} = {value!r} {unit}".rstrip()))
 
 
 # --- simulator and demo -------------------------------------------------------------------------
@@ -381,7 +422,14 @@ def simulate(
     """Run a simulated modem on a pseudo-terminal; type commands to inject messages."""
     from modemd.simulator import SimulatedModem
     from modemd.simulator.control import handle_control_line
+    from modemd.simulator.profiles import PROFILES
 
+    if profile not in PROFILES:
+        fail(f"unknown simulator profile {profile!r} (known: {', '.join(sorted(PROFILES))})")
+    if link is not None:
+        check_new_file_parent(link, what="--link")
+    if not (imei.isascii() and imei.isdigit() and 14 <= len(imei) <= 17):
+        fail(f"--imei {imei!r}: an IMEI is 15 digits")
     sim = SimulatedModem(profile=profile, link_path=link, imei=imei)
     sim.start()
     typer.echo(f"simulated {profile} modem on {sim.port}")
@@ -400,14 +448,22 @@ def simulate(
 def demo(
     mqtt_host: Annotated[str, typer.Option(help="Publish here if a broker answers.")] =
     "localhost",
-    mqtt_port: Annotated[int, typer.Option(help="Broker port.")] = 1883,
+    mqtt_port: Annotated[int, typer.Option(help="Broker port.", callback=check_tcp_port)] =
+    1883,
     state_dir: Annotated[Path | None, typer.Option(help="Keep the store here.")] = None,
-    duration: Annotated[float, typer.Option(help="Seconds to run (0: until Ctrl-C).")] = 0.0,
-    interval: Annotated[float, typer.Option(help="Seconds between device messages.")] = 1.5,
+    duration: Annotated[float, typer.Option(help="Seconds to run (0: until Ctrl-C).", min=0,
+                                            max=365 * 86400)] = 0.0,
+    interval: Annotated[float, typer.Option(help="Seconds between device messages.",
+                                            callback=positive_seconds)] = 1.5,
 ) -> None:
     """The whole pipeline on a simulated modem with field devices sending status."""
     from modemd.demo import run_demo
 
+    if state_dir is not None:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"--state-dir {state_dir}: {exc.strerror or exc}")
     setup_logging("WARNING")
     raise typer.Exit(run_demo(mqtt_host=mqtt_host, mqtt_port=mqtt_port, state_dir=state_dir,
                               duration=duration, interval=interval))
@@ -432,9 +488,11 @@ def ports(
         typer.echo("no serial ports found")
     for p in found:
         mark = "AT " if p.looks_like_at else "   "
-        typer.echo(f"{mark}{p.stable_path}  {p.usb_id or '-':<9} if{p.interface or '-'}  "
-                   f"{p.role or '-':<12} {p.product or p.description}"
-                   + (f"  IMEI {p.imei}" if p.imei else ""))
+        # a USB device names itself: its description reaches the terminal escaped
+        typer.echo(terminal_safe(f"{mark}{p.stable_path}  {p.usb_id or '-':<9} "
+                                 f"if{p.interface or '-'}  {p.role or '-':<12} "
+                                 f"{p.product or p.description}"
+                                 + (f"  IMEI {p.imei}" if p.imei else "")))
     for hint in field_hints(found):
         typer.echo(hint)
 
@@ -442,20 +500,21 @@ def ports(
 @app.command()
 def probe(
     port: Annotated[str, typer.Argument(help="Device path or pyserial URL.")],
-    baudrate: Annotated[int, typer.Option(help="Baud rate.")] = 115200,
+    baudrate: Annotated[int, typer.Option(help="Baud rate.", callback=check_baudrate)] = 115200,
     pin_file: Annotated[Path | None, typer.Option(help="Try this SIM PIN.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 3.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.",
+                                           callback=positive_seconds)] = 3.0,
     as_json: JsonOption = False,
 ) -> None:
     """Identify the modem, SIM, network, signal and storage; say what is wrong."""
     from modemd.modem.probe import probe_port
 
-    report = probe_port(port, baudrate=baudrate, timeout=timeout,
-                        pin=pin_file.read_text().strip() if pin_file else None)
+    pin = read_text_file(pin_file, what="--pin-file").strip() if pin_file else None
+    report = probe_port(port, baudrate=baudrate, timeout=timeout, pin=pin)
     if as_json:
         _print_json(report.as_dict())
     else:
-        typer.echo(report.render())
+        typer.echo(cli_support.terminal_safe_lines(report.render()))
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -464,8 +523,9 @@ def at_console(
     port: Annotated[str, typer.Argument(help="Device path or pyserial URL.")],
     command: Annotated[str | None, typer.Argument(help="One command; none: interactive.")] =
     None,
-    baudrate: Annotated[int, typer.Option(help="Baud rate.")] = 115200,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 10.0,
+    baudrate: Annotated[int, typer.Option(help="Baud rate.", callback=check_baudrate)] = 115200,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.",
+                                           callback=positive_seconds)] = 10.0,
     force: Annotated[bool, typer.Option(
         "--force", help="Send a command that deletes, resets or touches the SIM.")] = False,
 ) -> None:
@@ -477,7 +537,7 @@ def at_console(
 
 
 def main() -> None:
-    app()
+    cli_support.run_guarded(app)
 
 
 if __name__ == "__main__":

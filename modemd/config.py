@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -27,7 +28,7 @@ from pydantic import (
 
 from modemd.errors import ConfigError
 from modemd.payload.config import DeviceSpec, ParserRule
-from modemd.payload.senders import pattern_problem
+from modemd.payload.senders import country_code_problem, pattern_problem
 
 DEFAULT_CONFIG_PATH = Path("/etc/modemd/modemd.toml")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -105,6 +106,9 @@ class GatewayConfig(_Model):
     def _cc(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"\d{1,3}", value.lstrip("+")):
             raise ValueError("a country calling code is 1-3 digits, e.g. '49'")
+        problem = country_code_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value.lstrip("+") if value else value
 
 
@@ -207,6 +211,8 @@ class MQTTConfig(_Model):
     def _topic(cls, value: str) -> str:
         if not value or any(c in value for c in "+#\0") or value.startswith("/"):
             raise ValueError(f"{value!r} is not a valid topic prefix")
+        if value.startswith("$"):  # $SYS/...: the broker's own topics, not for clients
+            raise ValueError(f"{value!r}: topics starting with '$' belong to the broker")
         return value.rstrip("/")
 
     def password(self) -> SecretStr | None:
@@ -231,6 +237,10 @@ class InfluxConfig(_Model):
     def _url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
+        try:
+            urlsplit(value).port  # noqa: B018 - raises on a port out of range
+        except ValueError:
+            raise ValueError(f"{redact_url(value)!r}: the port is not 1-65535") from None
         return value.rstrip("/")
 
     def token(self) -> SecretStr | None:
@@ -394,7 +404,32 @@ class Config(_Model):
 
     def redacted(self) -> dict[str, Any]:
         """The effective config as plain data, secrets shown as '***'."""
-        return self.model_dump(mode="json")  # SecretStr dumps as '**********'
+        data = self.model_dump(mode="json")  # SecretStr dumps as '**********'
+        return _redact_urls(data)  # type: ignore[no-any-return]
+
+
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]*)@")
+_URL_SECRET_PARAM = re.compile(
+    r"(?P<key>[?&;](?:token|password|passwd|pass|pwd|secret|key|apikey|api_key|access_token|"
+    r"auth|u|p)=)[^&;#\s]*", re.IGNORECASE)
+
+
+def redact_url(text: str) -> str:
+    """``https://user:pass@host/?token=x`` -> ``https://***@host/?token=***``."""
+    if "://" not in text:
+        return text
+    text = _URL_USERINFO.sub(lambda m: m.group("scheme") + "***@", text)
+    return _URL_SECRET_PARAM.sub(lambda m: m.group("key") + "***", text)
+
+
+def _redact_urls(node: Any) -> Any:
+    if isinstance(node, str):
+        return redact_url(node)
+    if isinstance(node, dict):
+        return {key: _redact_urls(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_redact_urls(value) for value in node]
+    return node
 
 
 def _location(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
@@ -433,6 +468,11 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([("(file)", f"cannot read: {exc.strerror}")], source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError([("(file)", f"not UTF-8 text: byte 0x{exc.object[exc.start]:02X} on "
+                            f"line {line} (save the file as UTF-8)")],
+                          source=str(path)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

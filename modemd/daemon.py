@@ -71,6 +71,7 @@ def mqtt_settings(config: Config) -> MqttSettings | None:
         tls_cert=str(m.tls.cert) if m.tls and m.tls.cert else None,
         tls_key=str(m.tls.key) if m.tls and m.tls.key else None,
         tls_insecure=bool(m.tls and m.tls.insecure),
+        tls=m.tls is not None,
         keepalive=m.keepalive, max_inflight=m.max_inflight,
         homeassistant=m.homeassistant, discovery_prefix=m.discovery_prefix,
         protocol=m.protocol,

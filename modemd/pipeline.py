@@ -21,7 +21,7 @@ from modemd.errors import DecodeError, PayloadError, StoreError
 from modemd.multipart import LATE_PART_GRACE, Duplicate, Held, Ready, Reassembler
 from modemd.payload.engine import PayloadEngine
 from modemd.payload.model import InboundMessage
-from modemd.payload.senders import AllowList
+from modemd.payload.senders import AllowList, sender_type
 from modemd.records import Undecodable, decode_record
 from modemd.sms import Assembled, SmsDeliver, SmsStatusReport, assemble
 from modemd.store import Store, held
@@ -79,6 +79,7 @@ def sms_document(
         "type": "deliver",
         "modem": modem,
         "sender": head.sender.number,
+        "sender_type": sender_type(head.sender.number, head.sender.kind),
         "smsc": head.smsc.number if head.smsc else None,
         "sent_at": _iso(head.scts),
         "received_at": _iso(received_at),
@@ -263,7 +264,8 @@ class Pipeline:
                               sent_at=doc["sent_at"])
             journal.mark(conn, record.raw_id, state="done", msg_id=record.raw_id)
             return
-        if not self.senders.allows(record.modem, message.sender.number):
+        if not self.senders.allows(record.modem, message.sender.number,
+                                   kind=message.sender.kind):
             self.store.db.bump(conn, "senders.rejected")
             self._dead_letter(conn, record, f"sender {message.sender.number} is not allowed "
                                             f"on modem {record.modem}")
@@ -399,6 +401,7 @@ class Pipeline:
                port: int | None, sent_at: datetime) -> None:
         assert self.engine is not None
         inbound = InboundMessage(msg_id=msg_id, modem=record.modem, sender=doc["sender"],
+                                 sender_type=doc.get("sender_type"),
                                  text=text, data=data, port=port, sent_at=sent_at)
         try:
             reading = self.engine.parse(inbound)

@@ -89,7 +89,7 @@ def starter_config(ports: Sequence[str], *, gateway_id: str | None = None) -> st
         'base_topic = "modemd"',
         "qos = 1",
         "homeassistant = false             # true: Home Assistant MQTT discovery",
-        "# [mqtt.tls]",
+        "# [mqtt.tls]                       # TLS (the system CA store unless ca is given)",
         '# ca = "/etc/ssl/certs/ca-certificates.crt"',
         "",
         "# A time-series store that speaks the InfluxDB v2 write API (InfluxDB 1.8+/2.x/3.x,",

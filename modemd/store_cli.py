@@ -25,8 +25,12 @@ def needs_a_person(exc: Exception) -> bool:
 
 
 def open_store_for_cli(state_dir: Path, *, view: bool) -> Store:
-    """The store, or a clear message and exit 2. A *view* (messages, outbox) opens the file
-    read-only when this user may not write it, and then writes nothing."""
+    """The store, or a clear message and exit 2 (a store only a newer modemd reads) or 1 (it
+    cannot be opened). A *view* (messages, outbox) opens the file read-only when this user
+    may not write it, and then writes nothing."""
+    import sqlite3
+
+    from modemd.cli_support import describe_os_error
     from modemd.errors import StoreError
     from modemd.store import STORE_FILENAME, Store
     from modemd.store.database import writable
@@ -34,9 +38,10 @@ def open_store_for_cli(state_dir: Path, *, view: bool) -> Store:
     readonly = view and not writable(state_dir / STORE_FILENAME)
     try:
         return Store(state_dir, readonly=readonly)
-    except StoreError as exc:
-        typer.echo(f"modemd: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        detail = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        typer.echo(f"modemd: cannot open the store in {state_dir}: {detail}", err=True)
+        raise typer.Exit(2 if needs_a_person(exc) else 1) from None
 
 
 @store_app.command("check")

@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from modemd.cli import app
@@ -18,6 +20,7 @@ from modemd.modem.console import (
     EXIT_REFUSED,
     destructive_reason,
     run_console,
+    split_commands,
 )
 from modemd.simulator.modem import SimulatedModem
 from modemd.transport import SerialTransport
@@ -103,15 +106,24 @@ def test_destructive_command_is_refused_without_force(sim: SimulatedModem) -> No
     "AT+CMGD=1,4", "at+cmgd=3", "AT+CFUN=0", "AT+CFUN=4", "AT+CFUN=1,1", "AT+CFUN=16",
     'AT+CPIN="1234"', "AT&F", "ATE0&F", "AT+CRSM=176,28539,0,0,12", "AT^RESET", "AT+CRESET",
     "AT#REBOOT", 'AT^SETPORT="FF;1"', "ATE0;+CMGD=1", "AT&W", "AT+CMGS=24",
+    # a modem reads a line the way split_commands does: each of these hides a destructive part
+    "AT\rAT+CMGD=1,4", "AT\nAT+CMGD=1,4", "AT+CSQ\r\nAT+CFUN=0", "ATE0+CMGD=1,4",
+    "AT&F+CFUN=1,1", "ATE0V1&F", "ATZ", "ATE0Z", "ATV1 Z0", "AT+CSQ;&F", "ATS0=0+CMGD=1",
+    "AT+CSQ;+CMGD=1,4", 'AT+CSCS="GSM";+CMGW="123"', 'AT+CPMS="ME","ME","ME"', "AT+CMSS=3",
+    "AT+CPWD=\"SC\",\"1234\",\"4321\"", 'AT+CLCK="SC",0,"1234"', "AT+QPOWD=1", "AT+CPOF",
+    "AT+QPRTPARA=3", "AT^RESET", "at+cmgd=1;+csq", "xxAT+CMGD=1", "ATD+4915112345678;",
+    "AT+CNMI=2,2,0,0,0", "AT+CMGX\bD=1", "AT+CMGD\x7f=1", "ATE0 +CMGD=1,4", "AT+CFUN=1",
+    "AT+CFUN=1,0", "AT+CFUN=x", "AT+CFUN",
 ])
 def test_destructive_commands(command: str) -> None:
     assert destructive_reason(command) is not None
 
 
 @pytest.mark.parametrize("command", [
-    "AT", "ATI", "AT+CGSN", "AT+CMGD=?", "AT+CFUN?", "AT+CFUN=1", "AT+CFUN=1,0", "AT+CPIN?",
-    "AT+CMGL=4", "AT+CMGR=1", "AT+CSQ", 'AT+CPMS="SM","SM","SM"', "ATE0", "AT+CMGF=0",
-    'AT+CSCS="GSM";+CMGF=1',
+    "AT", "ATI", "AT+CGSN", "AT+CMGD=?", "AT+CFUN?", "AT+CFUN=?", "AT+CPIN?",
+    "AT+CMGL=4", "AT+CMGR=1", "AT+CSQ", 'AT+CPMS?', "AT+CPMS=?", "ATE0", "AT+CMGF=0",
+    'AT+CSCS="GSM";+CMGF=1', "ATE0V1", "AT+CPINR", "AT\rAT+CSQ", 'AT+CSCS="A;+CMGD=1"',
+    "ATS0?", "AT+CNMI=2,1,0,0,0", "ATI3", "AT&V", "ATE0+CSQ",
 ])
 def test_harmless_commands(command: str) -> None:
     assert destructive_reason(command) is None
@@ -127,7 +139,7 @@ class SlowInput(io.StringIO):
 
 def test_interactive_prints_answers_and_urcs_and_asks_before_destructive(
         sim: SimulatedModem) -> None:
-    typed = SlowInput("AT+CNMI=2,1,0,0,0\n\nAT+CFUN=0\nno\nAT+CGSN\nexit\nAT+CSQ\n")
+    typed = SlowInput("AT+CNMI=2,1,0,0,0\n\nAT+CFUN=0\nyes\nAT+CGSN\nexit\nAT+CSQ\n")
     out = io.StringIO()
     timer = threading.Timer(0.4, lambda: sim.deliver(unique_pdus(1)[0]))
     timer.start()
@@ -137,8 +149,105 @@ def test_interactive_prints_answers_and_urcs_and_asks_before_destructive(
         timer.join()
     text = out.getvalue()
     assert '[unsolicited] +CMTI: "SM",1' in text
-    assert "careful: +CFUN: 0 switches the radio off" in text and "not sent" in text
+    assert "refused 'AT+CFUN=0': +CFUN: 0 switches the radio off" in text
+    assert "not sent" in text and "--force" in text
     assert IMEI in text
     assert "+CSQ" not in text  # 'exit' ended the session
-    assert code == EXIT_OK
+    assert code == EXIT_REFUSED  # a refusal is remembered in the exit code
+    assert "AT+CFUN=0" not in [c.upper() for c in sim.command_log]
     assert not any(c.upper().startswith("AT+CFUN") for c in sim.command_log)
+
+
+@pytest.mark.parametrize("command", [
+    "AT\rAT+CMGD=1,4", "AT\nAT+CMGD=1,4", "ATE0+CMGD=1,4", "AT+CSQ;+CMGD=1,4",
+    "AT&F+CFUN=1,1", "ATE0 Z", "AT+CPMS=\"ME\",\"ME\",\"ME\"",
+])
+def test_hidden_destructive_parts_send_nothing(sim: SimulatedModem, command: str) -> None:
+    pdus = unique_pdus(2)
+    stored = {sim.store(pdu): pdu for pdu in pdus}
+    before = list(sim.command_log)
+    code, out = console(sim.port, command)
+    assert code == EXIT_REFUSED, out
+    assert "refused" in out and "--force" in out
+    assert sim.command_log == before  # not even the harmless first part went out
+    assert sim.messages() == stored
+
+
+def test_hidden_deletion_over_the_cli_subprocess(sim: SimulatedModem) -> None:
+    """What was found: `modemd at PORT $'AT\\rAT+CMGD=1,4'` deleted every SMS, exit 0."""
+    import subprocess
+    import sys
+
+    pdus = unique_pdus(2)
+    stored = {sim.store(pdu): pdu for pdu in pdus}
+    proc = subprocess.run([sys.executable, "-m", "modemd", "at", sim.port, "AT\rAT+CMGD=1,4"],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == EXIT_REFUSED, proc.stdout + proc.stderr
+    assert "CMGD" in proc.stdout and "Traceback" not in proc.stderr
+    assert sim.messages() == stored
+    assert not any("CMGD" in c.upper() for c in sim.command_log)
+
+
+def test_interactive_refuses_hidden_parts_without_force(sim: SimulatedModem) -> None:
+    (pdu,) = unique_pdus(1)
+    index = sim.store(pdu)
+    typed = io.StringIO("ATE0+CMGD=1,4\nyes\nAT\rAT+CMGD=1,4\nAT+CSQ\n")
+    out = io.StringIO()
+    code = run_console(sim.port, None, stdin=typed, stdout=out, timeout=2.0)
+    assert code == EXIT_REFUSED, out.getvalue()
+    assert out.getvalue().count("refused") == 2
+    assert sim.messages() == {index: pdu}
+    assert not any("CMGD" in c.upper() for c in sim.command_log)
+
+
+def test_harmless_lines_are_sent_one_at_a_time(sim: SimulatedModem) -> None:
+    code, out = console(sim.port, "AT+CGSN\rAT+CSQ")
+    assert code == EXIT_OK, out
+    assert out.splitlines() == [IMEI, "OK", "+CSQ: 20,99", "OK"]
+
+
+def test_force_sends_a_hidden_deletion(sim: SimulatedModem) -> None:
+    (pdu,) = unique_pdus(1)
+    sim.store(pdu)
+    code, out = console(sim.port, "ATE0+CMGD=1,4", force=True)
+    assert code == EXIT_OK, out
+    assert sim.messages() == {}
+
+
+def test_what_the_modem_prints_reaches_the_terminal_without_control_characters() -> None:
+    from modemd.modem.console import _Printer
+
+    out = io.StringIO()
+    printer = _Printer(out)
+    printer.line('+CMGR: "REC UNREAD","+4915112345678",,"26/11/25,10:00:00+04"')
+    printer.line("\x1b]0;owned\x07hello \x9b2J \u202eevil")
+    first, second = out.getvalue().splitlines()
+    assert first == '+CMGR: "REC UNREAD","+4915112345678",,"26/11/25,10:00:00+04"'
+    assert second == "\\x1b]0;owned\\x07hello \\x9b2J \\u202eevil"
+
+
+HARMLESS = ["AT", "ATE0", "ATV1", "ATQ0", "AT+CSQ", "AT+CREG?", "ATI", "AT+CMGF=0",
+            'AT+CSCS="GSM"', "ATS0?", "AT&V", "AT+CPMS?"]
+DESTRUCTIVE = ["+CMGD=1,4", "+CMGW", "+CMSS=1", "+CMGS=20", '+CPMS="ME"', "+CFUN=0",
+               "+CFUN=1,1", '+CPIN="1234"', '+CLCK="SC",1,"1234"', "&F", "Z", "^RESET",
+               "+QPOWD=1", "+CPOF", "+QPRTPARA=3", "&W"]
+
+
+@given(st.sampled_from(HARMLESS), st.sampled_from(DESTRUCTIVE),
+       st.sampled_from(["\r", "\n", "\r\n", ";", "", " ", "\rAT", "\nat", ";AT"]),
+       st.booleans())
+def test_a_destructive_part_is_found_however_it_is_joined(
+        harmless: str, destructive: str, joint: str, lower: bool) -> None:
+    if joint in ("\r", "\n", "\r\n"):
+        joint += "AT"
+    # "AT+CSQZ" names the command "+CSQZ" (Z is a name character; V.250 wants a ';' after
+    # an extended command), which a modem refuses as unknown: no Z is hidden there
+    assume(not (destructive == "Z" and joint in ("", " ") and "+" in harmless))
+    line = harmless + joint + destructive
+    assert destructive_reason(line.lower() if lower else line) is not None, line
+
+
+@given(st.text(max_size=80))
+def test_the_guard_reads_any_text(text: str) -> None:
+    destructive_reason(text)
+    split_commands(text)

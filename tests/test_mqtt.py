@@ -200,3 +200,73 @@ def test_a_broker_down_at_boot_never_stops_reception(tmp_path: Path, sim: Simula
             rec.close()
     finally:
         daemon.stop()
+
+
+def test_a_tls_table_without_ca_means_tls_with_the_system_store(
+        tmp_path: Path, sim: SimulatedModem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found: `[mqtt.tls]` with only `insecure = false` connected in plaintext. The system CA
+    store is OpenSSL's default, which $SSL_CERT_FILE points at the test's CA here."""
+    tls = make_tls_files(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca))
+    monkeypatch.setenv("MODEMD_MQTT_PASSWORD", "not-in-clear")
+    with Mosquitto(tmp_path / "tls-broker", tls=tls) as broker:
+        rec = Recorder(broker.port, ["modemd/#"], host="localhost", tls_ca=str(tls.ca))
+        cfg = config_for(tmp_path, sim, broker, host="localhost", username="gw",
+                         tls={"insecure": False})
+        daemon = Daemon(load(cfg))
+        daemon.start()
+        try:
+            (pdu,) = unique_pdus(1, text="system CA store")
+            sim.deliver(pdu)
+            (msg,) = rec.wait_count("modemd/gw1/sms", 1, timeout=30)
+            assert msg.json()["text"] == "system CA store"
+        finally:
+            daemon.stop()
+            rec.close()
+
+
+def test_with_a_tls_table_the_password_never_travels_in_clear(
+        tmp_path: Path, sim: SimulatedModem, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the broker's port receives first: a TLS ClientHello, never an MQTT CONNECT."""
+    import socket
+    import threading
+
+    monkeypatch.setenv("MODEMD_MQTT_PASSWORD", "s3cret-pw")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(20)
+    received = bytearray()
+
+    def accept() -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(3)
+            try:
+                while len(received) < 64:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    received.extend(chunk)
+            except OSError:
+                pass
+
+    listener = threading.Thread(target=accept)
+    listener.start()
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                       modems=[{"name": "m1", "port": sim.port}],
+                       mqtt={"host": "127.0.0.1", "port": server.getsockname()[1],
+                             "username": "gw", "tls": {"insecure": False}})
+    daemon = Daemon(load(cfg))
+    daemon.start()
+    try:
+        listener.join(25)
+    finally:
+        daemon.stop()
+        server.close()
+    assert received, "the sink never connected"
+    assert received[0] == 0x16, f"not a TLS handshake record: {bytes(received[:16])!r}"
+    assert b"s3cret-pw" not in received and b"MQTT" not in received

@@ -300,3 +300,60 @@ def test_udev_rules_are_well_formed_and_keep_modemmanager_away() -> None:
     assert links["modem-ec25"] == ("2c7c", "0125", "02")
     assert links["modem-sim7600"] == ("1e0e", "9001", "02")
     assert links["modem-le910"] == ("1bc7", "1201", "04")
+
+# --- hardening ------------------------------------------------------------------------------------
+
+
+def service_settings() -> dict[str, list[str]]:
+    service: dict[str, list[str]] = {}
+    for section, key, value in unit_settings(UNIT.read_text()):
+        if section == "Service":
+            service.setdefault(key, []).append(value)
+    return service
+
+
+def test_unit_is_hardened_as_far_as_the_serial_ports_allow() -> None:
+    service = service_settings()
+    for key, value in {"ProtectProc": "invisible", "ProcSubset": "pid",
+                       "PrivateMounts": "true", "RemoveIPC": "true",
+                       "MemoryDenyWriteExecute": "true", "NoNewPrivileges": "true",
+                       "CapabilityBoundingSet": ""}.items():
+        assert service.get(key) == [value], key
+    filters = service["SystemCallFilter"]
+    assert "@system-service" in filters
+    denied = {name for f in filters if f.startswith("~") for name in f[1:].split()}
+    assert {"@privileged", "@resources"} <= denied
+    (families,) = service["RestrictAddressFamilies"]
+    assert families.split() == ["AF_UNIX", "AF_INET", "AF_INET6"]  # no AF_NETLINK
+
+
+def test_finding_serial_ports_needs_no_netlink(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit allows no AF_NETLINK: port discovery must read sysfs, not ask udev."""
+    from modemd.modem import discovery
+
+    real_socket = socket.socket
+    opened: list[int] = []
+
+    def no_netlink(family: int = socket.AF_INET, *args: object, **kwargs: object) -> object:
+        if family == socket.AF_NETLINK:
+            opened.append(family)
+            raise PermissionError(1, "AF_NETLINK is not allowed by the unit")
+        return real_socket(family, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "socket", no_netlink)
+    found = discovery.list_ports(probe=False)
+    discovery.field_hints(found)
+    assert opened == []
+
+
+def test_systemd_analyze_security_exposure(tmp_path: Path) -> None:
+    """docs/security.md quotes this figure; a change that weakens the unit fails here."""
+    copy = tmp_path / "modemd.service"
+    shutil.copy(UNIT, copy)
+    result = subprocess.run([systemd_analyze(), "security", "--offline=yes", "--no-pager",
+                             str(copy)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    match = re.search(r"Overall exposure level for modemd\.service: (\d+\.\d+)",
+                      result.stdout + result.stderr)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= 1.5, result.stdout

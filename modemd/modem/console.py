@@ -7,8 +7,9 @@
 * Interactive mode reads command lines until end of input or ``exit``; unsolicited result codes
   (``+CMTI``, ``+CREG`` ...) are printed whenever they arrive.
 * Commands that lose messages, switch the radio off, reset or reconfigure the modem, or risk
-  the SIM (wrong PINs) are refused with the reason, unless ``force`` is given (one-shot) or
-  the user types ``yes`` at the confirmation (interactive).
+  the SIM (wrong PINs) are refused with the reason, unless ``force`` is given, in one-shot and
+  interactive mode alike. A command is read the way a modem reads it (lines end at CR and
+  LF, ``ATE0+CMGD=1,4`` is two commands), so no part can hide behind a harmless one.
 
 Exit codes: 0 OK, 1 the modem answered with an error or not at all, 2 the port cannot be
 opened (in use, missing, no permission), 3 a command was refused as destructive.
@@ -20,10 +21,10 @@ import errno
 import re
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Final, TextIO
 
 from modemd.at.events import FinalResult, Garbage, Urc
+from modemd.cli_support import terminal_safe
 from modemd.errors import CommandFailed, CommandTimeout, TransportError
 from modemd.modem.probe import ALL_URC_PREFIXES
 from modemd.modem.session import ATSession, Response
@@ -76,24 +77,89 @@ _DESTRUCTIVE_EXTENDED: Final[dict[str, str]] = {
     "+CMGS": "sends an SMS (costs money and reaches a real phone); not supported here",
     "+CMSS": "sends a stored SMS (costs money and reaches a real phone)",
     "+CMGW": "writes an SMS into storage after a '> ' prompt; not supported by this console",
+    "+CPMS": ("changes the message storage: the modem then reads and stores SMS elsewhere "
+              "than modemd set it to"),
+    "+CRES": "restores SMS settings from the SIM, replacing what modemd set",
+    "+QPRTPARA": "restores or saves the Quectel configuration (factory reset)",
+    "+QRST": _RESETS,
+    "^SMSO": _RESETS,
+    "#ENHRST": _RESETS,
 }
 
-_EXTENDED_NAME = re.compile(r"([+^#$%*][A-Z0-9]+)")
+_EXTENDED_NAME = re.compile(r"[+^#$%*!][A-Z0-9!%\-./:_]+")
+_EXTENDED_PREFIXES = "+^#$%*!"
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+
+#: basic commands (V.250 section 6.2) that are refused, by name
+_DESTRUCTIVE_BASIC: Final[dict[str, str]] = {
+    "&F": "restores the factory settings of the modem",
+    "Z": "resets the modem to its stored profile",
+    "&W": _PERSISTENT,
+    "D": "dials a call (costs money and reaches a real phone)",
+}
 
 
-def _split_line(body: str) -> Iterator[str]:
-    """The ';'-separated commands of one command line (quotes respected)."""
-    part: list[str] = []
+def command_lines(command: str) -> list[str]:
+    """The command lines a modem sees in ``command``: it ends a line at every CR or LF."""
+    return [line.strip() for line in _LINE_BREAKS.split(command) if line.strip()]
+
+
+def _extended_end(body: str, start: int) -> int:
+    """Where the extended command starting at ``start`` ends: at an unquoted ';', or where
+    another command seems to begin without one (``+CSQ+CMGD=1``: V.250 wants the ';', but
+    a lenient modem may not, so the guard reads it as two)."""
     quoted = False
-    for char in body:
+    for index in range(start + 1, len(body)):
+        char = body[index]
         if char == '"':
             quoted = not quoted
-        if char == ";" and not quoted:
-            yield "".join(part).strip()
-            part = []
+        elif quoted:
+            continue
+        elif char == ";" or (char in _EXTENDED_PREFIXES + "&"
+                             and body[index + 1:index + 2].isalpha()):
+            return index
+    return len(body)
+
+
+def _digits_end(body: str, start: int) -> int:
+    while start < len(body) and body[start].isdigit():
+        start += 1
+    return start
+
+
+def split_commands(line: str) -> list[str]:
+    """The commands of one command line as a modem reads them (V.250 section 5.2).
+
+    Basic commands (``E0``, ``&F``, ``Z``, ``S7=60``, ``D...``) may follow one another and
+    may be followed by an extended one with no separator (``ATE0+CMGD=1,4``); an extended
+    command runs to the next unquoted ';'. ``line`` is one line, with or without its ``AT``.
+    """
+    text = line.strip().upper()
+    body = text[2:] if text.startswith("AT") else text
+    parts: list[str] = []
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char in " ;":
+            index += 1
+            continue
+        if char in _EXTENDED_PREFIXES:
+            end = _extended_end(body, index)
+        elif char == "D":  # the dial string runs to the end of the line
+            end = len(body)
+        elif char in "&\\" and index + 1 < len(body):
+            end = _digits_end(body, index + 2)
+        elif char == "S":  # S-register: S7=60, S0?
+            end = _digits_end(body, index + 1)
+            if body[end:end + 1] == "?":
+                end += 1
+            elif body[end:end + 1] == "=":
+                end = _digits_end(body, end + 1)
         else:
-            part.append(char)
-    yield "".join(part).strip()
+            end = _digits_end(body, index + 1)
+        parts.append(body[index:end].strip())
+        index = end
+    return parts
 
 
 def _cfun_reason(args: str) -> str | None:
@@ -102,52 +168,78 @@ def _cfun_reason(args: str) -> str | None:
         fun = int(values[0]) if values[0] else None
         reset = int(values[1]) if len(values) > 1 and values[1] else 0
     except ValueError:
-        return None  # the modem will refuse it anyway
+        return "sets the radio's functionality"  # unreadable values: still refused
     if reset == 1 or (fun is not None and fun >= 15):
         return _RESETS
     if fun is not None and fun != 1:
         return (f"{fun} switches the radio off: no SMS arrive until AT+CFUN=1 "
                 "(and some modems forget the PIN)")
+    return ("sets the radio's functionality: the modem may detach and register again, "
+            "missing SMS meanwhile (some modems restart)")
+
+
+def _cnmi_reason(args: str) -> str | None:
+    values = [v.strip() for v in args.split(",")]
+    if len(values) > 1 and values[1] in ("2", "3"):
+        return ("routes new SMS straight to this terminal instead of storing them: "
+                "messages arriving while the console runs are not stored anywhere")
     return None
 
 
+def _part_reason(part: str) -> str | None:
+    match = _EXTENDED_NAME.match(part)
+    if match is None:
+        name = part[:2] if part.startswith(("&", "\\")) else part[:1]
+        reason = _DESTRUCTIVE_BASIC.get(name)
+        return f"AT{name}: {reason}" if reason else None
+    name = match.group(0)
+    rest = part[match.end():].lstrip()
+    if rest.startswith(("?", "=?")):
+        return None  # a query or a test command only reads
+    args = rest[1:] if rest.startswith("=") else ""
+    if name == "+CFUN":
+        reason = _cfun_reason(args)
+    elif name == "+CNMI":
+        reason = _cnmi_reason(args)
+    else:
+        reason = _DESTRUCTIVE_EXTENDED.get(name)
+    return f"{name}: {reason}" if reason is not None else None
+
+
 def destructive_reason(command: str) -> str | None:
-    """Why ``command`` (one command line) is refused without confirmation, or None."""
-    text = command.strip().upper()
-    if not text.startswith("AT"):
-        return None
-    for part in _split_line(text[2:]):
-        if not part:
-            continue
-        match = _EXTENDED_NAME.match(part)
-        if match is None:
-            # basic commands, possibly several in a row: E0V1&F, Z, &W
-            if "&F" in part:
-                return "AT&F restores the factory settings of the modem"
-            if "&W" in part:
-                return _PERSISTENT
-            continue
-        name = match.group(1)
-        rest = part[match.end():].lstrip()
-        if rest.startswith(("?", "=?")):
-            continue  # a query or a test command only reads
-        args = rest[1:] if rest.startswith("=") else ""
-        reason = _cfun_reason(args) if name == "+CFUN" else _DESTRUCTIVE_EXTENDED.get(name)
-        if reason is not None:
-            return f"{name}: {reason}"
+    """Why ``command`` is refused without ``--force``, or None.
+
+    ``command`` is read as a modem reads it: split into lines at CR and LF, each line into
+    its basic and extended commands; one destructive part refuses the whole of it. Other
+    control characters are refused too: a modem edits its command line on a backspace, so
+    ``AT+CMGX\bD=1`` is ``AT+CMGD=1`` to it.
+    """
+    if any((ord(c) < 32 and c not in "\r\n") or c == "\x7f" for c in command):
+        return "contains control characters (a modem edits its command line on backspace)"
+    for line in command_lines(command):
+        upper = line.upper()
+        if not upper.startswith("AT"):
+            # a modem skips to the next "AT"; read it the same way
+            at = upper.find("AT")
+            if at < 0:
+                continue
+            upper = upper[at:]
+        for part in split_commands(upper):
+            reason = _part_reason(part)
+            if reason is not None:
+                return reason
     return None
 
 
 def response_prefixes(command: str) -> tuple[str, ...]:
     """The information-line prefixes a command line's answers start with (+CREG for
     AT+CREG?), so that they are shown as its answer, not as unsolicited codes."""
-    text = command.strip().upper()
-    body = text[2:] if text.startswith("AT") else text
     names = []
-    for part in _split_line(body):
-        match = _EXTENDED_NAME.match(part)
-        if match is not None:
-            names.append(match.group(1))
+    for line in command_lines(command):
+        for part in split_commands(line):
+            match = _EXTENDED_NAME.match(part)
+            if match is not None:
+                names.append(match.group(0))
     return tuple(dict.fromkeys(names))
 
 
@@ -168,8 +260,9 @@ class _Printer:
         self.show_unsolicited = False
 
     def line(self, text: str) -> None:
+        # what the modem prints can be SMS text (AT+CMGR in text mode): no control characters
         with self.lock:
-            self.out.write(text + "\n")
+            self.out.write(terminal_safe(text) + "\n")
             self.out.flush()
 
     def urc(self, urc: Urc) -> None:
@@ -241,13 +334,17 @@ def run_console(
     """Run the console; returns the exit code (see the module docstring)."""
     printer = _Printer(stdout if stdout is not None else sys.stdout)
     source = stdin if stdin is not None else sys.stdin
+    lines: list[str] = []
     if command is not None:
-        command = normalise(command)
+        lines = [normalise(line) for line in command_lines(command)]
         reason = destructive_reason(command)
         if reason is not None and not force:
             printer.line(f"refused {command!r}: {reason}")
             printer.line("add --force to send it anyway")
             return EXIT_REFUSED
+        if not lines:
+            printer.line("no command given (leave COMMAND out for an interactive session)")
+            return EXIT_NO_PORT  # 2: a usage error, as for a bad option
     transport = _open(port, baudrate, printer)
     if transport is None:
         return EXIT_NO_PORT
@@ -256,7 +353,12 @@ def run_console(
     session.start()
     try:
         if command is not None:
-            return _send(session, command, timeout, printer)
+            result = EXIT_OK
+            for line in lines:  # a modem ends a command line at each CR/LF: one at a time
+                result = _send(session, line, timeout, printer)
+                if result != EXIT_OK:
+                    break
+            return result
         return _interactive(session, port, source, printer, timeout=timeout, force=force)
     except TransportError as exc:
         printer.line(f"the port went away: {exc}")
@@ -271,6 +373,7 @@ def _interactive(session: ATSession, port: str, source: TextIO, printer: _Printe
     interactive = source.isatty()
     printer.line(f"connected to {port}; type AT commands, 'exit' or Ctrl-D to leave")
     result = EXIT_OK
+    refused = False
     while True:
         if interactive:
             with printer.lock:
@@ -287,21 +390,17 @@ def _interactive(session: ATSession, port: str, source: TextIO, printer: _Printe
         command = normalise(text)
         reason = destructive_reason(command)
         if reason is not None and not force:
-            printer.line(f"careful: {reason}")
-            printer.line("type 'yes' to send it anyway, anything else to skip it")
-            if interactive:
-                with printer.lock:
-                    printer.out.write("send? ")
-                    printer.out.flush()
-            if source.readline().strip().lower() != "yes":
-                printer.line("not sent")
-                result = EXIT_REFUSED
-                continue
+            printer.line(f"refused {command!r}: {reason}")
+            printer.line("not sent; start the console with --force to send such commands")
+            refused = True
+            continue
         if session.dead.is_set():
             printer.line("the port went away")
             return EXIT_FAILED
-        result = _send(session, command, timeout, printer)
-    return result
+        for part in command_lines(command):
+            result = _send(session, normalise(part), timeout, printer)
+    # a refusal is remembered: a script piping commands in learns that one was not sent
+    return EXIT_REFUSED if refused and result == EXIT_OK else result
 
 
 __all__ = [
@@ -310,8 +409,10 @@ __all__ = [
     "EXIT_OK",
     "EXIT_REFUSED",
     "IN_USE_MESSAGE",
+    "command_lines",
     "destructive_reason",
     "normalise",
     "response_prefixes",
     "run_console",
+    "split_commands",
 ]

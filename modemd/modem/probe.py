@@ -398,8 +398,8 @@ def _registration_problem(best: at.Registration | None, *, dbm: int | None,
     if cfun in (0, 4):
         return Diagnosis(
             f"the radio is off (AT+CFUN={cfun})",
-            "Turn it on with `modemd at PORT AT+CFUN=1`. If it goes off again, the modem may "
-            "be in flight mode by a W_DISABLE pin or overheating / under-voltage protection.",
+            "Turn it on with `modemd at --force PORT AT+CFUN=1`. If it goes off again, the modem "
+            "may be in flight mode by a W_DISABLE pin or overheating / under-voltage protection.",
             code="radio_off")
     stat = best.stat if best is not None else None
     if stat == 3:

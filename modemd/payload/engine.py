@@ -35,7 +35,12 @@ from modemd.payload.formats import (
 )
 from modemd.payload.model import FieldValue, InboundMessage, Reading
 from modemd.payload.regexes import Pattern, compile_pattern, search
-from modemd.payload.senders import SenderPatterns, normalise_country_code, normalise_e164
+from modemd.payload.senders import (
+    SenderPatterns,
+    normalise_country_code,
+    normalise_e164,
+    sender_type,
+)
 
 __all__ = ["PayloadEngine"]
 
@@ -122,13 +127,23 @@ class PayloadEngine:
         """*sender* in E.164 form, using the engine's default country code."""
         return normalise_e164(sender, self._cc)
 
-    def device_for_sender(self, sender: str) -> str | None:
-        """The id of the ``[devices]`` entry that lists *sender*, if any."""
+    def device_for_sender(self, sender: str, *, kind: str | None = None) -> str | None:
+        """The id of the ``[devices]`` entry that lists *sender*, if any (never for an
+        alphanumeric sender: [devices] lists numbers)."""
+        if sender_type(sender, kind) == "alphanumeric":
+            return None
         return self._by_number.get(self.normalise(sender))
+
+    def _sender_of(self, msg: InboundMessage) -> tuple[str, bool]:
+        """The normalised sender of *msg*, and whether it is alphanumeric."""
+        kind = msg.sender_type if msg.sender_type in ("alphanumeric", "international") else None
+        alphanumeric = sender_type(msg.sender, kind) == "alphanumeric"
+        return normalise_e164(msg.sender, self._cc, kind=kind), alphanumeric
 
     # ------------------------------------------------------------------------------ matching
 
-    def _match(self, msg: InboundMessage, sender: str) -> _Compiled | None:
+    def _match(self, msg: InboundMessage, sender: str, alphanumeric: bool = False,
+               ) -> _Compiled | None:
         text = msg.text[:MAX_TEXT_CHARS] if msg.text is not None else None
         for compiled in self._rules:
             spec = compiled.rule.match
@@ -136,7 +151,8 @@ class PayloadEngine:
                 continue
             if spec.modem is not None and msg.modem != spec.modem:
                 continue
-            if compiled.senders is not None and not compiled.senders.matches_normalised(sender):
+            if compiled.senders is not None and not compiled.senders.matches_normalised(
+                    sender, alphanumeric=alphanumeric):
                 continue
             if compiled.text is not None and (
                 text is None
@@ -148,7 +164,7 @@ class PayloadEngine:
 
     def match(self, msg: InboundMessage) -> ParserRule | None:
         """The first rule whose criteria all hold for *msg* (rules are tried in order)."""
-        compiled = self._match(msg, self.normalise(msg.sender))
+        compiled = self._match(msg, *self._sender_of(msg))
         return compiled.rule if compiled is not None else None
 
     # ------------------------------------------------------------------------------- parsing
@@ -169,8 +185,8 @@ class PayloadEngine:
             raise PayloadError(f"text of {len(msg.text)} characters exceeds {MAX_TEXT_CHARS}")
         if msg.data is not None and len(msg.data) > MAX_DATA_BYTES:
             raise PayloadError(f"data of {len(msg.data)} bytes exceeds {MAX_DATA_BYTES}")
-        sender = self.normalise(msg.sender)
-        compiled = self._match(msg, sender)
+        sender, alphanumeric = self._sender_of(msg)
+        compiled = self._match(msg, sender, alphanumeric)
         if compiled is None:
             port = f", port {msg.port}" if msg.port is not None else ""
             raise PayloadError(f"no parser rule matched (sender {show(sender)}{port})")
@@ -211,7 +227,7 @@ class PayloadEngine:
             state_class = spec.effective_state_class
             if state_class is not None:
                 state_classes[spec.name] = state_class
-        device = self._device_id(rule, raw, sender)
+        device = self._device_id(rule, raw, sender, alphanumeric)
         return Reading(
             device=device,
             measurement=rule.measurement,
@@ -236,14 +252,19 @@ class PayloadEngine:
             raise PayloadError(f"format {rule.format} needs a text message", rule=rule.name)
         return TEXT_PARSERS[rule.format](msg.text.strip(), rule)
 
-    def _device_id(self, rule: ParserRule, raw: RawValues, sender: str) -> str:
+    def _device_id(self, rule: ParserRule, raw: RawValues, sender: str,
+                   alphanumeric: bool = False) -> str:
         if rule.device is not None:
             return rule.device
         if rule.device_from == "sender":
-            device = self._by_number.get(sender)
+            device = None if alphanumeric else self._by_number.get(sender)
             if device is None:
                 # '+' is an MQTT wildcard: a bare E.164 number becomes its digits.
                 device = sender[1:] if sender.startswith("+") else sender
+                if device in self._devices:  # an alphanumeric "TANK1" is not device TANK1
+                    raise PayloadError(
+                        f"sender {show(sender)} is not one of the numbers of device "
+                        f"{show(device)}", rule=rule.name, field="sender")
             field = "sender"
         else:
             field = rule.device_field or ""

@@ -30,6 +30,9 @@ class InboundMessage:
     text: str | None = None
     data: bytes | None = None
     port: int | None = None
+    #: ``international``, ``national``, ``alphanumeric``, ``short_code`` (the /sms
+    #: document's ``sender_type``); None: read from ``sender`` alone
+    sender_type: str | None = None
 
     def __post_init__(self) -> None:
         if self.sent_at.tzinfo is None or self.sent_at.utcoffset() is None:

@@ -49,6 +49,8 @@ class MqttSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_insecure: bool = False
+    #: a [mqtt.tls] table: TLS, with the system CA store when no tls_ca is given
+    tls: bool = False
     keepalive: int = 30
     max_inflight: int = 32
     homeassistant: bool = False
@@ -153,7 +155,8 @@ class MqttSink(Sink):
         client.will_set(self.topics.status, "offline", qos=1, retain=True)
         if s.username:
             client.username_pw_set(s.username, s.password)
-        if s.tls_ca or s.tls_cert:
+        if s.tls or s.tls_ca or s.tls_cert:
+            # ca_certs=None: paho loads the system's default CA store
             client.tls_set(
                 ca_certs=s.tls_ca, certfile=s.tls_cert, keyfile=s.tls_key,
                 cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
