@@ -24,7 +24,9 @@ from modemd.payload.senders import AllowList
 from modemd.pipeline import Pipeline, Route
 from modemd.sinks.base import Sink
 from modemd.sinks.mqtt import MqttSettings, MqttSink
+from modemd.sources.smpp.bind import SmppBind, bind_from_config
 from modemd.store import STORE_FILENAME, Store
+from modemd.store.committer import GroupCommitter
 from modemd.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,8 @@ class Daemon:
         self.sinks: list[Sink] = []
         self.pipeline: Pipeline | None = None
         self.drivers: list[ModemDriver] = []
+        self.committer: GroupCommitter | None = None
+        self.binds: list[SmppBind] = []
         self._stop = threading.Event()
         self._ready_sent = False
         self._last_status = ""
@@ -160,7 +164,8 @@ class Daemon:
             store,
             routes=[Route(s.name, s.kinds) for s in self.sinks],
             engine=engine,
-            senders=AllowList({m.name: m.allowed_senders or None for m in cfg.modem},
+            senders=AllowList({m.name: m.allowed_senders or None for m in cfg.modem}
+                              | {b.name: b.allowed_senders or None for b in cfg.smpp},
                               default_country_code=cfg.gateway.default_country_code),
             multipart_timeout=cfg.gateway.multipart_timeout,
             max_rows=cfg.outbox.max_rows,
@@ -176,9 +181,16 @@ class Daemon:
             )
             for modem in cfg.modem
         ]
+        if cfg.smpp:  # SMPP binds journal through one group committer (one fsync per batch)
+            self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
+            self.binds = [bind_from_config(b, self.committer) for b in cfg.smpp]
         for sink in self.sinks:
             sink.start()
         self.pipeline.start()
+        if self.committer is not None:
+            self.committer.start()
+        for bind in self.binds:
+            bind.start()
         for driver in self.drivers:
             driver.start()
         log.info("modemd started: gateway %s, %d modem(s), sinks: %s", cfg.gateway.id,
@@ -216,7 +228,10 @@ class Daemon:
         """Every thread that must run is running (the watchdog's condition)."""
         if self.pipeline is None or not self.pipeline.alive:
             return False
-        return all(d.alive for d in self.drivers) and all(s.alive for s in self.sinks)
+        if self.committer is not None and not self.committer.alive:
+            return False
+        return (all(d.alive for d in self.drivers) and all(s.alive for s in self.sinks)
+                and all(b.alive for b in self.binds))
 
     def run_forever(self) -> None:
         """Supervise until stop(): READY once a modem is up, WATCHDOG while healthy."""
@@ -253,6 +268,10 @@ class Daemon:
         self._stop.set()
         for driver in self.drivers:
             driver.stop()
+        for bind in self.binds:
+            bind.stop()
+        if self.committer is not None:
+            self.committer.stop()
         if self.pipeline is not None:
             self.pipeline.stop()
         deadline = time.monotonic() + 3.0

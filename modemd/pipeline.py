@@ -29,6 +29,7 @@ from modemd.sms import (
     decode_pdu,
     decode_text_record,
 )
+from modemd.sms.smpp import SmppReceipt, decode_deliver_sm, deliver_fields
 from modemd.store import Store
 from modemd.store.journal import JournalRecord, set_id_for
 from modemd.store.outbox import Outbox
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 LATE_PART_GRACE = 60.0
 
 Discovery = Callable[[Any], list[tuple[str, dict[str, Any]]]]
+#: told of each SMPP delivery receipt inside the transaction that publishes it (for [send])
+ReceiptHook = Callable[[sqlite3.Connection, str, SmppReceipt], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,7 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._next_housekeeping = 0.0
         self.processed = 0
+        self.on_smpp_receipt: ReceiptHook | None = None
 
     # --- thread ----------------------------------------------------------------------------
 
@@ -187,8 +191,13 @@ class Pipeline:
             if record.mode == "text":
                 header, _, body = record.raw.decode("utf-8", "replace").partition("\n")
                 return decode_text_record(header, body), None
+            if record.mode == "smpp":
+                return decode_deliver_sm(record.raw, received_at=record.received_at,
+                                         default_alphabet=_alphabet(record.storage)), None
             return decode_pdu(record.raw, with_smsc=True, strict=True), None
         except DecodeError as strict_error:
+            if record.mode == "smpp":
+                return None, f"undecodable deliver_sm: {strict_error}"
             if record.mode != "pdu":
                 return None, f"undecodable text record: {strict_error}"
             try:
@@ -201,6 +210,14 @@ class Pipeline:
         message, reason = self._decode(record)
         if message is None:
             self._dead_letter(conn, record, reason or "undecodable")
+            return
+        if isinstance(message, SmppReceipt):
+            doc = self._smpp_receipt_document(record, message)
+            self._deliver_sms(conn, record.raw_id, record, doc, sender=doc["recipient"],
+                              sent_at=doc["sent_at"])
+            if self.on_smpp_receipt is not None:
+                self.on_smpp_receipt(conn, record.modem, message)
+            journal.mark(conn, record.raw_id, state="done", msg_id=record.raw_id)
             return
         if isinstance(message, SmsStatusReport):
             doc = self._status_report_document(record, message)
@@ -308,6 +325,7 @@ class Pipeline:
                            assembled=assembled)
         if late_for is not None:
             doc["late_for"] = late_for
+        doc.update(_source_fields(first_record))
         head = messages[0]
         ports = head.ports
         for rec in records:
@@ -364,7 +382,7 @@ class Pipeline:
     def _dead_letter(self, conn: sqlite3.Connection, record: JournalRecord, reason: str,
                      *, msg_id: str | None = None) -> None:
         msg_id = msg_id or record.raw_id
-        raw = record.raw.hex().upper() if record.mode == "pdu" else record.raw.decode(
+        raw = record.raw.hex().upper() if record.mode in ("pdu", "smpp") else record.raw.decode(
             "utf-8", "replace")
         log.warning("dead letter %s from modem %s: %s", msg_id, record.modem, reason)
         self.store.db.bump(conn, "deadletters")
@@ -388,6 +406,27 @@ class Pipeline:
             "sent_at": _iso(report.scts),
             "discharged_at": _iso(report.discharge_time),
             "received_at": _iso(record.received_at),
+            "source": record.modem,
+        }
+
+    def _smpp_receipt_document(self, record: JournalRecord,
+                               receipt: SmppReceipt) -> dict[str, Any]:
+        """A delivery receipt from an SMPP bind: /sms with type status_report."""
+        return {
+            "id": record.raw_id,
+            "type": "status_report",
+            "modem": None,
+            "source": record.modem,
+            "via": "smpp",
+            "recipient": receipt.recipient.number,
+            "message_id": receipt.message_id,
+            "status": receipt.state,
+            "status_text": receipt.stat or receipt.state,
+            "error": receipt.error,
+            "receipt_type": receipt.kind,
+            "sent_at": _iso(receipt.submitted_at),
+            "discharged_at": _iso(receipt.done_at),
+            "received_at": _iso(record.received_at),
         }
 
     def _enqueue(self, conn: sqlite3.Connection, kind: str, msg_id: str | None,
@@ -395,3 +434,18 @@ class Pipeline:
         for route in self.routes:
             if kind in route.kinds:
                 Outbox.enqueue(conn, sink=route.sink, kind=kind, msg_id=msg_id, body=body)
+
+
+def _alphabet(stored: str | None) -> Any:
+    """The SMSC default alphabet a bind journalled with its deliver_sm (storage column)."""
+    return stored if stored in ("gsm7", "latin1", "ascii") else "gsm7"
+
+
+def _source_fields(record: JournalRecord) -> dict[str, Any]:
+    """Where a message came from, for /sms: the modem, or the SMPP bind and its address."""
+    if record.mode != "smpp":
+        return {"source": record.modem}
+    fields = deliver_fields(record.raw, default_alphabet=_alphabet(record.storage))
+    return {"modem": None, "source": record.modem, "via": "smpp",
+            "destination": fields.destination, "encoding": fields.encoding,
+            "data_coding": fields.data_coding}
