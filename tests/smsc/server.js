@@ -31,6 +31,7 @@ if (options.key && options.cert) {
 const bound = new Set();          // sessions bound to receive
 const unanswered = new Map();     // key -> {fields, session, sentAt}
 const queue = [];                 // keys waiting for a session or a window slot
+let inFlight = 0;                 // sent and not answered yet
 let submitCounter = 0;
 let burst = null;
 
@@ -61,7 +62,7 @@ function window() {
 }
 
 function pump() {
-  while (queue.length && unanswered.size < window()) {
+  while (queue.length && inFlight < window()) {
     const session = firstSession();
     if (!session) {
       return;
@@ -77,6 +78,7 @@ function pump() {
 
 function send(session, key, entry) {
   entry.session = session;
+  inFlight += 1;
   entry.sentAt = process.hrtime.bigint();
   entry.attempts += 1;
   const sent = session.deliver_sm(Object.assign({}, entry.fields), (resp) => {
@@ -84,6 +86,8 @@ function send(session, key, entry) {
       return;  // an answer from a session we already gave up on
     }
     unanswered.delete(key);
+    entry.session = null;
+    inFlight -= 1;
     const micros = Number((process.hrtime.bigint() - entry.sentAt) / 1000n);
     emit({event: 'resp', key, status: resp.command_status, sequence: resp.sequence_number,
           latency_us: micros, attempts: entry.attempts});
@@ -98,6 +102,7 @@ function send(session, key, entry) {
   });
   if (!sent) {
     entry.session = null;
+    inFlight -= 1;
     queue.unshift(key);
   }
 }
@@ -136,6 +141,7 @@ function lost(session) {
   for (const [key, entry] of unanswered) {
     if (entry.session === session) {
       entry.session = null;
+      inFlight -= 1;
       if (options.resend) {
         queue.push(key);
       } else {

@@ -1,0 +1,151 @@
+"""The bind's promise with the store in the way: deliver_sm_resp only after the commit, an
+error answer (the SMSC keeps the message) when the commit fails, grouping under load, TLS."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from modemd.errors import StoreError
+from modemd.sources.smpp import SessionSettings, SmppBind
+from modemd.store import Store
+from modemd.store.committer import GroupCommitter
+from modemd.store.journal import CommitResult, Journal, RawEntry
+from tests.helpers import wait_until
+from tests.mosquitto import make_tls_files
+from tests.smsc import Smsc
+
+pytestmark = pytest.mark.integration
+
+
+class GatedJournal(Journal):
+    """A journal whose commits wait for ``gate`` (or fail while ``fail`` is set)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.db)
+        self.gate = threading.Event()
+        self.fail = False
+        self.batches: list[int] = []
+
+    def commit_many(self, entries: Sequence[RawEntry]) -> list[CommitResult]:
+        self.gate.wait(10)
+        if self.fail:
+            raise StoreError("disk full (simulated)")
+        self.batches.append(len(entries))
+        return super().commit_many(entries)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "state")
+    yield store
+    store.close()
+
+
+def run_bind(smsc: Smsc, journal: Journal, **settings: object) -> tuple[SmppBind,
+                                                                        GroupCommitter]:
+    committer = GroupCommitter(journal)
+    committer.start()
+    base = {"name": "agg", "host": "127.0.0.1", "port": smsc.port, "system_id": "modemd",
+            "password": "secret", **settings}
+    bind = SmppBind(SessionSettings(**base), committer,  # type: ignore[arg-type]
+                    reconnect_min=0.2, reconnect_max=1.0)
+    bind.start()
+    assert bind.bound.wait(15), bind.last_error
+    return bind, committer
+
+
+def stop(bind: SmppBind, committer: GroupCommitter) -> None:
+    bind.stop()
+    committer.stop()
+
+
+def test_deliver_sm_resp_waits_for_the_commit(store: Store) -> None:
+    journal = GatedJournal(store)
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, journal)
+        try:
+            smsc.deliver("held", data_coding=3, short_message=b"wait for me")
+            time.sleep(0.5)
+            assert "held" not in smsc.responses()  # not durable yet: no answer
+            assert store.journal.count() == 0
+            journal.gate.set()
+            answer = smsc.wait_responses(["held"])["held"]
+            assert answer["status"] == 0
+            assert store.journal.count() == 1
+        finally:
+            journal.gate.set()
+            stop(bind, committer)
+
+
+def test_failed_commit_answers_a_temporary_error(store: Store) -> None:
+    journal = GatedJournal(store)
+    journal.fail = True
+    journal.gate.set()
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, journal)
+        try:
+            smsc.deliver("lost?", data_coding=3, short_message=b"disk is full")
+            answer = smsc.wait_responses(["lost?"])["lost?"]
+            assert answer["status"] == 0x64  # ESME_RX_T_APPN: the SMSC keeps and retries
+            assert store.journal.count() == 0
+        finally:
+            stop(bind, committer)
+
+
+def test_commits_are_grouped_under_load(store: Store) -> None:
+    journal = GatedJournal(store)
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, journal, window=500)
+        try:
+            smsc.command(cmd="burst", count=400, rate=0, prefix="b", window=400)
+            wait_until(lambda: bind.received >= 0 and committer.records == 0, timeout=2)
+            time.sleep(0.3)  # the whole burst arrives while the first commit is held
+            journal.gate.set()
+            smsc.wait_event(lambda e: e["event"] == "burst_done", timeout=30)
+            assert store.journal.count() == 400
+            assert len(journal.batches) < 50, journal.batches  # not one fsync per message
+            assert max(journal.batches) > 50
+        finally:
+            journal.gate.set()
+            stop(bind, committer)
+
+
+def test_a_lone_message_is_not_held_for_a_batch(store: Store) -> None:
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, store.journal)
+        try:
+            smsc.deliver("alone", data_coding=3, short_message=b"just me")
+            answer = smsc.wait_responses(["alone"])["alone"]
+            assert answer["status"] == 0
+            assert answer["latency_us"] < 1_000_000  # one commit, not a batch timer
+        finally:
+            stop(bind, committer)
+
+
+def test_tls_bind(store: Store, tmp_path: Path) -> None:
+    tls = make_tls_files(tmp_path / "tls")
+    with Smsc(key=tls.server_key, cert=tls.server_cert) as smsc:
+        bind, committer = run_bind(smsc, store.journal, tls=True, tls_ca=str(tls.ca),
+                                   host="localhost")
+        try:
+            smsc.deliver("tls", data_coding=8, short_message="über TLS".encode("utf-16-be"))
+            assert smsc.wait_responses(["tls"])["tls"]["status"] == 0
+            assert store.journal.count() == 1
+        finally:
+            stop(bind, committer)
+
+
+def test_enquire_link_keeps_an_idle_bind_and_a_silent_smsc_is_left(store: Store) -> None:
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, store.journal, enquire_link=0.2, response_timeout=1.0)
+        try:
+            wait_until(lambda: smsc.count("enquire_link") >= 3, timeout=10,
+                       what="enquire_link from the bind")
+            assert bind.reconnects == 0
+        finally:
+            stop(bind, committer)
