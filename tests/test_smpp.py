@@ -164,6 +164,30 @@ def test_wrong_password_is_refused_and_retried(tmp_path: Path, smsc: Smsc) -> No
         daemon.stop()
 
 
+def test_allowed_senders_apply_to_a_bind(tmp_path: Path, smsc: Smsc,
+                                         broker: Mosquitto) -> None:
+    config = config_from_dict({
+        "gateway": {"id": "gw1", "state_dir": str(tmp_path / "state")},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port},
+        "smpp": [bind_settings(tmp_path, smsc, allowed_senders=["+4930*"])],
+    })
+    recorder = Recorder(broker.port, ["modemd/gw1/#"])
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        smsc.deliver("no", data_coding=3, short_message=b"from a stranger")
+        smsc.deliver("yes", data_coding=3, short_message=b"from Berlin", source_addr="4930123")
+        assert {k: v["status"] for k, v in smsc.wait_responses(["no", "yes"]).items()} == {
+            "no": 0, "yes": 0}  # journalled either way: refusing is the pipeline's job
+        dead = recorder.wait_count("modemd/gw1/deadletter", 1)[0].json()
+        assert "+4915112345678 is not allowed" in dead["reason"]
+        [doc] = sms_docs(recorder, 1)
+        assert doc["text"] == "from Berlin"
+    finally:
+        daemon.stop()
+        recorder.close()
+
+
 def write_smpp_config(path: Path, state_dir: Path, broker: Mosquitto, smpp: dict[str, Any]
                       ) -> Path:
     lines = ["[gateway]", 'id = "gw1"', f"state_dir = {toml_value(str(state_dir))}", "",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from modemd.errors import StoreError
-from modemd.sources.smpp import SessionSettings, SmppBind
+from modemd.sources.smpp import SessionError, SessionSettings, SmppBind
 from modemd.store import Store
 from modemd.store.committer import GroupCommitter
 from modemd.store.journal import CommitResult, Journal, RawEntry
@@ -147,5 +147,31 @@ def test_enquire_link_keeps_an_idle_bind_and_a_silent_smsc_is_left(store: Store)
             wait_until(lambda: smsc.count("enquire_link") >= 3, timeout=10,
                        what="enquire_link from the bind")
             assert bind.reconnects == 0
+        finally:
+            stop(bind, committer)
+
+
+def test_transceiver_submit_returns_the_smsc_message_id(store: Store) -> None:
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, store.journal, bind="transceiver")
+        try:
+            future = bind.submit(source_addr="22222", destination_addr="4915112345678",
+                                 dest_addr_ton=1, short_message=b"STATUS?", data_coding=3,
+                                 registered_delivery=1)
+            result = future.result(10)
+            event = smsc.wait_event(lambda e: e["event"] == "submit_sm")
+            assert result.message_id == event["message_id"]
+            assert event["fields"]["destination_addr"] == "4915112345678"
+            assert event["text"] == "STATUS?"
+        finally:
+            stop(bind, committer)
+
+
+def test_a_receiver_bind_refuses_to_send(store: Store) -> None:
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, store.journal)
+        try:
+            with pytest.raises(SessionError, match="receiver"):
+                bind.submit(destination_addr="4915112345678", short_message=b"no")
         finally:
             stop(bind, committer)
