@@ -283,9 +283,13 @@ class SmppConfig(_Model):
         return self
 
     def password(self) -> SecretStr | None:
-        return read_secret(file=self.password_file, env="MODEMD_SMPP_PASSWORD_" +
-                           self.name.upper().replace("-", "_"),
-                           what=f"smpp.{self.name}.password_file")
+        what = f"smpp.{self.name}.password_file"
+        secret = read_secret(file=self.password_file, env="MODEMD_SMPP_PASSWORD_" +
+                             self.name.upper().replace("-", "_"), what=what)
+        if secret is not None and len(secret.get_secret_value().encode()) > 8:
+            # SMPP 3.4 section 4.1: 9 octets with the NUL; a longer one would be cut short
+            raise ConfigError([(what, "an SMPP password is at most 8 characters")])
+        return secret
 
 
 class OutboxConfig(_Model):

@@ -87,6 +87,10 @@ class SmppBind:
                 self._ended(str(exc), level=logging.ERROR)
             except SessionError as exc:
                 self._ended(str(exc), level=logging.WARNING)
+            except Exception as exc:
+                # a bug must not end reception for good: log it, reconnect as after an error
+                log.exception("smpp %s: unexpected error in the session", self.name)
+                self._ended(f"internal error: {exc!r}", level=logging.ERROR)
             finally:
                 self.received += session.received
                 self._session = None

@@ -34,7 +34,7 @@ from smpplib import smpp as smpp_pdu
 
 from modemd.errors import ModemdError, StoreError
 from modemd.sms.smpp import DefaultAlphabet
-from modemd.sources.smpp.framing import Frame, Framer
+from modemd.sources.smpp.framing import Frame, Framer, FramingError
 from modemd.store.committer import GroupCommitter
 from modemd.store.journal import CommitResult, RawEntry
 
@@ -308,7 +308,10 @@ class SmppSession:
             raise SessionError(f"connection lost: {exc}") from exc
         if not data:
             raise SessionError("the SMSC closed the connection")
-        return self._framer.feed(data)
+        try:
+            return self._framer.feed(data)
+        except FramingError as exc:  # no way to find the next PDU: start a new session
+            raise SessionError(f"protocol error: {exc}") from exc
 
     def _pending_tls(self) -> bool:
         return isinstance(self._sock, ssl.SSLSocket) and self._sock.pending() > 0
