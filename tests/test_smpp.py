@@ -111,7 +111,11 @@ def test_long_messages_by_udh_and_by_sar(gateway: tuple[Daemon, Recorder], smsc:
 
 def test_receipts_are_status_reports_not_payloads(gateway: tuple[Daemon, Recorder],
                                                   smsc: Smsc) -> None:
-    _, recorder = gateway
+    daemon, recorder = gateway
+    matched: list[tuple[str, str | None, str]] = []
+    assert daemon.pipeline is not None
+    daemon.pipeline.on_smpp_receipt = lambda conn, bind, receipt: matched.append(
+        (bind, receipt.message_id, receipt.state))
     smsc.deliver("r1", esm_class=0x04, data_coding=0, receipted_message_id="abc123",
                  message_state=2,
                  short_message=b"id:abc123 sub:001 dlvrd:001 submit date:2612011200 "
@@ -126,6 +130,7 @@ def test_receipts_are_status_reports_not_payloads(gateway: tuple[Daemon, Recorde
     assert docs["abc123"]["status"] == "delivered" and docs["abc123"]["source"] == "agg"
     assert docs["abc123"]["discharged_at"] == "2026-12-01T12:01:00+00:00"
     assert docs["77"]["status"] == "undeliverable" and docs["77"]["error"] == "005"
+    assert sorted(matched) == [("agg", "77", "undeliverable"), ("agg", "abc123", "delivered")]
     assert not recorder.on("modemd/gw1/device/#")  # never parsed as a device payload
     assert not recorder.on("modemd/gw1/deadletter")
 
