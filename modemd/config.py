@@ -256,6 +256,7 @@ class SmppConfig(_Model):
     window: int = Field(default=256, ge=1, le=10_000)
     submit_window: int = Field(default=10, ge=1, le=1000)
     default_alphabet: Literal["gsm7", "latin1", "ascii"] = "gsm7"
+    ia5_alphabet: Literal["auto", "ascii", "gsm7"] = "auto"
     allowed_senders: list[str] = Field(default_factory=list)
 
     @field_validator("name")

@@ -29,7 +29,7 @@ from modemd.sms import (
     decode_pdu,
     decode_text_record,
 )
-from modemd.sms.smpp import SmppReceipt, decode_deliver_sm, deliver_fields
+from modemd.sms.smpp import Alphabets, SmppReceipt, decode_deliver_sm, deliver_fields
 from modemd.store import Store
 from modemd.store.journal import JournalRecord, set_id_for
 from modemd.store.outbox import Outbox
@@ -193,7 +193,7 @@ class Pipeline:
                 return decode_text_record(header, body), None
             if record.mode == "smpp":
                 return decode_deliver_sm(record.raw, received_at=record.received_at,
-                                         default_alphabet=_alphabet(record.storage)), None
+                                         alphabets=Alphabets.from_stored(record.storage)), None
             return decode_pdu(record.raw, with_smsc=True, strict=True), None
         except DecodeError as strict_error:
             if record.mode == "smpp":
@@ -436,16 +436,11 @@ class Pipeline:
                 Outbox.enqueue(conn, sink=route.sink, kind=kind, msg_id=msg_id, body=body)
 
 
-def _alphabet(stored: str | None) -> Any:
-    """The SMSC default alphabet a bind journalled with its deliver_sm (storage column)."""
-    return stored if stored in ("gsm7", "latin1", "ascii") else "gsm7"
-
-
 def _source_fields(record: JournalRecord) -> dict[str, Any]:
     """Where a message came from, for /sms: the modem, or the SMPP bind and its address."""
     if record.mode != "smpp":
         return {"source": record.modem}
-    fields = deliver_fields(record.raw, default_alphabet=_alphabet(record.storage))
+    fields = deliver_fields(record.raw, alphabets=Alphabets.from_stored(record.storage))
     return {"modem": None, "source": record.modem, "via": "smpp",
             "destination": fields.destination, "encoding": fields.encoding,
             "data_coding": fields.data_coding}

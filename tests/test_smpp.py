@@ -87,6 +87,17 @@ def test_ucs2_and_default_alphabet(gateway: tuple[Daemon, Recorder], smsc: Smsc)
     assert docs["gsm7"]["text"] == "@£$€"
 
 
+def test_text_as_the_smsc_library_encodes_it(gateway: tuple[Daemon, Recorder],
+                                             smsc: Smsc) -> None:
+    """Strings left to npm's smpp to encode: GSM 7-bit under data_coding 1, or UCS-2."""
+    _, recorder = gateway
+    smsc.deliver("gsm", short_message="Grüße {1} @home_")
+    smsc.deliver("ucs", short_message="Привет")
+    smsc.wait_responses(["gsm", "ucs"])
+    texts = {d["text"]: d["encoding"] for d in sms_docs(recorder, 2)}
+    assert texts == {"Grüße {1} @home_": "gsm7", "Привет": "ucs2"}
+
+
 def test_long_messages_by_udh_and_by_sar(gateway: tuple[Daemon, Recorder], smsc: Smsc) -> None:
     daemon, recorder = gateway
     text = "x" * 150 + "END"

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from modemd.errors import DecodeError
 from modemd.sms import SmsDeliver, assemble
 from modemd.sms.smpp import (
+    Alphabets,
     SmppReceipt,
     decode_deliver_sm,
     deliver_fields,
@@ -53,10 +54,26 @@ def test_data_coding(data_coding: int, octets: bytes, text: str, encoding: str) 
 
 def test_smsc_default_alphabet_is_configurable() -> None:
     raw = deliver(data_coding=0, short_message="é@".encode("latin-1"))
-    assert message(raw, default_alphabet="latin1").text == "é@"
-    assert deliver_fields(raw, default_alphabet="latin1").encoding == "latin1"
-    assert message(deliver(data_coding=0, short_message=b"\x00"), default_alphabet="gsm7"
-                   ).text == "@"
+    assert message(raw, alphabets=Alphabets("latin1")).text == "é@"
+    assert deliver_fields(raw, alphabets=Alphabets("latin1")).encoding == "latin1"
+    assert message(deliver(data_coding=0, short_message=b"\x00"),
+                   alphabets=Alphabets("gsm7")).text == "@"
+    assert Alphabets.from_stored(Alphabets("latin1", "gsm7").stored()) == Alphabets("latin1",
+                                                                                   "gsm7")
+    assert Alphabets.from_stored(None) == Alphabets() == Alphabets.from_stored("junk")
+
+
+def test_data_coding_1_is_ascii_unless_the_octets_can_only_be_gsm7() -> None:
+    ascii_json = deliver(data_coding=1, short_message=b'{"id":"PUMP_01","v":3}')
+    assert message(ascii_json).text == '{"id":"PUMP_01","v":3}'
+    assert deliver_fields(ascii_json).encoding == "ascii"
+    # what npm's smpp sends for "Grüße {1}": GSM 7-bit septets (0x1E, ESC pairs) under dc 1
+    gsm = deliver(data_coding=1, short_message=bytes.fromhex("47727e1e6520" "1b28" "31" "1b29"))
+    assert message(gsm).text == "Grüße {1}"
+    assert deliver_fields(gsm).encoding == "gsm7"
+    forced = deliver(data_coding=1, short_message=b"J\x7ergen")
+    assert message(forced).text == "J~rgen"
+    assert message(forced, alphabets=Alphabets(ia5="gsm7")).text == "Jürgen"
 
 
 def test_8bit_is_data_and_unknown_codings_are_kept_as_bytes() -> None:

@@ -40,6 +40,12 @@ logging.getLogger("smpplib.command").setLevel(logging.ERROR)
 
 DefaultAlphabet = Literal["gsm7", "latin1", "ascii"]
 DEFAULT_ALPHABETS: tuple[DefaultAlphabet, ...] = ("gsm7", "latin1", "ascii")
+#: what data_coding 1 ("IA5/ASCII") means: SMPP says ASCII, but some SMSCs (npm's smpp
+#: among them) send GSM 7-bit septets under it. "auto": GSM 7-bit when the octets cannot be
+#: ASCII text (an ESC, or a control character other than CR/LF), ASCII otherwise.
+Ia5Alphabet = Literal["auto", "ascii", "gsm7"]
+IA5_ALPHABETS: tuple[Ia5Alphabet, ...] = ("auto", "ascii", "gsm7")
+_TEXT_CONTROLS = frozenset(b"\n\r")
 
 HEADER_OCTETS = 16
 ESM_UDHI = 0x40
@@ -70,6 +76,31 @@ _SMPP_CODINGS: dict[int, tuple[str, str | None]] = {
     0x0E: ("ks-c-5601", "euc_kr"),
 }
 _DEFAULT_CODECS = {"latin1": "latin-1", "ascii": "ascii"}
+
+
+@dataclass(frozen=True, slots=True)
+class Alphabets:
+    """What a bind's SMSC means by data_coding 0 and 1; journalled with each deliver_sm
+    (``storage`` column, e.g. ``"gsm7/auto"``) so a row decodes as it would have then."""
+
+    default: DefaultAlphabet = "gsm7"
+    ia5: Ia5Alphabet = "auto"
+
+    def stored(self) -> str:
+        return f"{self.default}/{self.ia5}"
+
+    @classmethod
+    def from_stored(cls, value: str | None) -> Alphabets:
+        default, _, ia5 = (value or "").partition("/")
+        return cls(default=next((a for a in DEFAULT_ALPHABETS if a == default), "gsm7"),
+                   ia5=next((a for a in IA5_ALPHABETS if a == ia5), "auto"))
+
+
+def ia5_is_gsm7(body: bytes, ia5: Ia5Alphabet) -> bool:
+    """Whether data_coding 1 octets are to be read as GSM 7-bit (see Ia5Alphabet)."""
+    if ia5 != "auto":
+        return ia5 == "gsm7"
+    return any(octet < 0x20 and octet not in _TEXT_CONTROLS for octet in body)
 
 _RECEIPT_TEXT = re.compile(r"^\s*id:(?P<id>\S+)(?=.*\bstat:(?P<stat>[A-Z]{7})\b)", re.I | re.S)
 _RECEIPT_FIELD = re.compile(r"\b(id|sub|dlvrd|submit date|done date|stat|err|text):\s*"
@@ -198,11 +229,15 @@ def _utf16(body: bytes, concatenated: bool, notes: list[str]) -> str:
     return text
 
 
-def _decode_body(body: bytes, data_coding: int, default: DefaultAlphabet,
+def _decode_body(body: bytes, data_coding: int, alphabets: Alphabets,
                  udh: UserDataHeader | None, notes: list[str]
                  ) -> tuple[str, DataCoding, str | None, bytes | None]:
     """(encoding name, DataCoding for the model, text, data) of the message octets."""
     concatenated = udh is not None and udh.concat is not None
+    default = alphabets.default
+    if data_coding == 0x01 and ia5_is_gsm7(body, alphabets.ia5):
+        dcs = DataCoding(1, "smpp_ia5_gsm7", "gsm7", None, False, None)
+        return "gsm7", dcs, _gsm7(body, udh, notes), None
     if data_coding >= 0x10:  # TS 23.038 coding groups, as SMPP 3.4 allows above 0x0F
         dcs, dcs_notes = parse_dcs(data_coding)
         notes.extend(dcs_notes)
@@ -245,15 +280,17 @@ def _single_byte(body: bytes, codec: str, notes: list[str]) -> str:
         return body.decode(codec, "replace")
 
 
-def deliver_fields(raw: bytes, *, default_alphabet: DefaultAlphabet = "gsm7") -> DeliverFields:
+def deliver_fields(raw: bytes, *, alphabets: Alphabets = Alphabets()) -> DeliverFields:
     """Destination, codes and encoding name of a journalled deliver_sm (for /sms)."""
     pdu = parse_deliver_sm(raw)
     data_coding = int(pdu.data_coding or 0)
-    if data_coding >= 0x10:
-        alphabet = parse_dcs(data_coding)[0].alphabet
-        encoding: str = alphabet
+    if data_coding == 0x01:
+        _, body = _split_udh(_payload(pdu), int(pdu.esm_class or 0), [])
+        encoding: str = "gsm7" if ia5_is_gsm7(body, alphabets.ia5) else "ascii"
+    elif data_coding >= 0x10:
+        encoding = parse_dcs(data_coding)[0].alphabet
     elif data_coding == 0:
-        encoding = default_alphabet
+        encoding = alphabets.default
     else:
         encoding = _SMPP_CODINGS.get(data_coding, ("8bit", None))[0]
     return DeliverFields(
@@ -269,7 +306,7 @@ def decode_deliver_sm(
     raw: bytes,
     *,
     received_at: float,
-    default_alphabet: DefaultAlphabet = "gsm7",
+    alphabets: Alphabets = Alphabets(),
 ) -> SmsDeliver | SmppReceipt:
     """Read a journalled deliver_sm as a message or, for a receipt, as SmppReceipt.
 
@@ -282,7 +319,7 @@ def decode_deliver_sm(
     data_coding = int(pdu.data_coding or 0)
     udh, body = _split_udh(_payload(pdu), esm_class, notes)
     udh = _with_sar(udh, pdu)
-    encoding, dcs, text, data = _decode_body(body, data_coding, default_alphabet, udh, notes)
+    encoding, dcs, text, data = _decode_body(body, data_coding, alphabets, udh, notes)
     del encoding  # /sms takes it from deliver_fields()
     sender = smpp_address(pdu.source_addr, pdu.source_addr_ton)
     receipt = _receipt(pdu, esm_class, sender, text, notes)

@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from modemd.config import SmppConfig
+from modemd.sms.smpp import Alphabets
 from modemd.sources.smpp.session import (
     BindRefused,
     SessionError,
@@ -156,7 +157,8 @@ def bind_from_config(config: SmppConfig, committer: GroupCommitter) -> SmppBind:
         tls_ca=str(config.tls_ca) if config.tls_ca else None,
         tls_insecure=config.tls_insecure, enquire_link=config.enquire_link,
         response_timeout=config.response_timeout, window=config.window,
-        submit_window=config.submit_window, default_alphabet=config.default_alphabet,
+        submit_window=config.submit_window,
+        alphabets=Alphabets(config.default_alphabet, config.ia5_alphabet),
     )
     return SmppBind(settings, committer, reconnect_min=config.reconnect_min,
                     reconnect_max=config.reconnect_max)

@@ -33,7 +33,7 @@ from smpplib import command_codes, consts
 from smpplib import smpp as smpp_pdu
 
 from modemd.errors import ModemdError, StoreError
-from modemd.sms.smpp import DefaultAlphabet
+from modemd.sms.smpp import Alphabets
 from modemd.sources.smpp.framing import Frame, Framer, FramingError
 from modemd.store.committer import GroupCommitter
 from modemd.store.journal import CommitResult, RawEntry
@@ -81,7 +81,7 @@ class SessionSettings:
     response_timeout: float = 10.0
     window: int = 256
     submit_window: int = 10
-    default_alphabet: DefaultAlphabet = "gsm7"
+    alphabets: Alphabets = field(default_factory=Alphabets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +268,7 @@ class SmppSession:
             self.in_flight += 1
             self.committer.submit(
                 RawEntry(modem=self.settings.name, mode="smpp", raw=frame.raw,
-                         storage=self.settings.default_alphabet, sim_index=frame.sequence),
+                         storage=self.settings.alphabets.stored(), sim_index=frame.sequence),
                 self._committed(frame.sequence))
         elif command == "enquire_link":
             self._send(build_pdu("enquire_link_resp", frame.sequence))
