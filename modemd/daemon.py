@@ -247,6 +247,9 @@ class Daemon:
     def _maybe_ready(self) -> None:
         up = sum(d.state.online for d in self.drivers)
         status = f"{up}/{len(self.drivers)} modem(s) up"
+        if self.binds:
+            bound = sum(b.bound.is_set() for b in self.binds)
+            status += f", {bound}/{len(self.binds)} smpp bind(s) bound"
         if self._ready_sent:
             if status != self._last_status:
                 self._last_status = status
