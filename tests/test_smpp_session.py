@@ -140,14 +140,42 @@ def test_tls_bind(store: Store, tmp_path: Path) -> None:
             stop(bind, committer)
 
 
-def test_enquire_link_keeps_an_idle_bind_and_a_silent_smsc_is_left(store: Store) -> None:
+def test_enquire_link_both_ways_and_a_silent_smsc_is_left(store: Store) -> None:
     with Smsc() as smsc:
-        bind, committer = run_bind(smsc, store.journal, enquire_link=0.2, response_timeout=1.0)
+        bind, committer = run_bind(smsc, store.journal, enquire_link=0.2, response_timeout=0.6)
         try:
             wait_until(lambda: smsc.count("enquire_link") >= 3, timeout=10,
                        what="enquire_link from the bind")
             assert bind.reconnects == 0
+            smsc.command(cmd="enquire_link")
+            assert smsc.wait_event(lambda e: e["event"] == "enquire_link_resp")["status"] == 0
+            smsc.command(cmd="mute", on=True)  # the SMSC hangs: no enquire_link_resp
+            wait_until(lambda: bind.reconnects >= 1, timeout=10, what="a reconnect")
+            assert "enquire_link_resp" in (bind.last_error or "")
+            smsc.command(cmd="mute", on=False)
+            wait_until(lambda: smsc.count("bind") >= 2 and bind.bound.is_set(), timeout=10,
+                       what="bound again")
+            smsc.deliver("after", data_coding=3, short_message=b"still here")
+            assert smsc.wait_responses(["after"])["after"]["status"] == 0
         finally:
+            stop(bind, committer)
+
+
+def test_window_limits_deliver_sm_waiting_for_their_commit(store: Store) -> None:
+    journal = GatedJournal(store)
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, journal, window=5)
+        try:
+            smsc.command(cmd="burst", count=60, rate=0, prefix="w", window=60)
+            time.sleep(0.8)  # all 60 are on the wire; the commit is held
+            session = bind._session
+            assert session is not None
+            assert session.in_flight == 5 and session.received == 5
+            journal.gate.set()
+            smsc.wait_event(lambda e: e["event"] == "burst_done", timeout=20)
+            assert store.journal.count() == 60
+        finally:
+            journal.gate.set()
             stop(bind, committer)
 
 

@@ -12,6 +12,8 @@
 //   {"cmd": "drop"}          destroy every connection (no unbind), as a failing link does
 //   {"cmd": "unbind"}        send unbind on every bound session
 //   {"cmd": "pending"}       report the deliver_sm still unanswered
+//   {"cmd": "enquire_link"}  send enquire_link on every bound session; "enquire_link_resp"
+//   {"cmd": "mute", "on": true}  stop answering enquire_link (a hung SMSC)
 //   {"cmd": "exit"}
 // With "resend": deliver_sm left unanswered when a connection goes are sent again, with new
 // sequence numbers, to the next session that binds as a receiver or transceiver.
@@ -34,6 +36,7 @@ const queue = [];                 // keys waiting for a session or a window slot
 let inFlight = 0;                 // sent and not answered yet
 let submitCounter = 0;
 let burst = null;
+let muted = false;
 
 function emit(event) {
   process.stdout.write(JSON.stringify(event) + '\n');
@@ -171,7 +174,10 @@ const server = smpp.createServer(serverOptions, (session) => {
     session.on(kind, onBind(kind));
   }
   session.on('enquire_link', (pdu) => {
-    emit({event: 'enquire_link'});
+    emit({event: 'enquire_link', muted});
+    if (muted) {
+      return;
+    }
     session.send(pdu.response());
   });
   session.on('unbind', (pdu) => {
@@ -226,6 +232,13 @@ rl.on('line', (line) => {
     for (const session of bound) {
       session.unbind();
     }
+  } else if (cmd.cmd === 'enquire_link') {
+    for (const session of bound) {
+      session.enquire_link((resp) => emit({event: 'enquire_link_resp',
+                                           status: resp.command_status}));
+    }
+  } else if (cmd.cmd === 'mute') {
+    muted = Boolean(cmd.on);
   } else if (cmd.cmd === 'pending') {
     emit({event: 'pending', keys: Array.from(unanswered.keys())});
   } else if (cmd.cmd === 'exit') {

@@ -146,6 +146,7 @@ class SmppSession:
         os.set_blocking(self._wake_w, False)
         self._closed = False
         self.in_flight = 0  # deliver_sm waiting for their commit
+        self._backlog: deque[Frame] = deque()  # read, not yet handled (the window is full)
         self._in_flight_submits: dict[int, SubmitRequest] = {}
         self._enquire_sent_at: float | None = None
         self._last_heard = clock()
@@ -237,26 +238,42 @@ class SmppSession:
         while not self.stop_event.is_set():
             self._send_answers()
             self._send_submits()
-            now = self.clock()
-            if self._enquire_sent_at is not None:
-                if now - self._enquire_sent_at > s.response_timeout:
-                    raise SessionError(f"no enquire_link_resp within {s.response_timeout:g} s")
-            elif now - self._last_heard >= s.enquire_link:
-                self._enquire_sent_at = now
-                self._send(build_pdu("enquire_link", self._sequences.next()))
-            wait = min(1.0, max(0.0, s.enquire_link - (now - self._last_heard)))
+            self._work_backlog()
+            wait = self._keepalive()
+            room = self.in_flight < s.window and not self._backlog
             watch: list[Any] = [self._wake_r]
-            if self.in_flight < s.window:
+            if room:
                 watch.append(self._sock)
-            if self._pending_tls():
-                wait = 0.0
+                if self._pending_tls():
+                    wait = 0.0  # decrypted bytes already buffered: select would not see them
             readable, _, _ = select.select(watch, [], [], wait)
             if self._wake_r in readable:
                 self._drain_wake()
-            if self._sock in readable or (self.in_flight < s.window and self._pending_tls()):
-                for frame in self._read():
-                    self._handle(frame)
+            if room and (self._sock in readable or self._pending_tls()):
+                self._backlog.extend(self._read())
+                self._work_backlog()
         self._unbind()
+
+    def _work_backlog(self) -> None:
+        """Handle read PDUs while the window has room; the rest wait, the socket unread."""
+        while self._backlog and self.in_flight < self.settings.window:
+            self._handle(self._backlog.popleft())
+
+    def _keepalive(self) -> float:
+        """Send enquire_link when the line was quiet; how long select may wait."""
+        s = self.settings
+        now = self.clock()
+        if self._enquire_sent_at is not None:
+            left = s.response_timeout - (now - self._enquire_sent_at)
+            if left < 0:
+                raise SessionError(f"no enquire_link_resp within {s.response_timeout:g} s")
+            return min(1.0, left)
+        quiet = now - self._last_heard
+        if quiet >= s.enquire_link:
+            self._enquire_sent_at = now
+            self._send(build_pdu("enquire_link", self._sequences.next()))
+            return min(1.0, s.response_timeout)
+        return min(1.0, s.enquire_link - quiet)
 
     # --- PDUs in ---------------------------------------------------------------------------
 
