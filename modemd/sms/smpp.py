@@ -16,6 +16,7 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from smpplib import exceptions as smpp_exceptions
@@ -149,8 +150,10 @@ def record_identity(raw: bytes) -> bytes:
     return raw[HEADER_OCTETS:] if len(raw) > HEADER_OCTETS else raw
 
 
+@lru_cache(maxsize=64)  # the pipeline reads a row twice (message, then /sms fields)
 def parse_deliver_sm(raw: bytes) -> Any:
-    """The smpplib deliver_sm object for *raw*; DecodeError if it is not a readable one."""
+    """The smpplib deliver_sm object for *raw* (shared: do not change it); DecodeError if it
+    is not a readable one."""
     if len(raw) < HEADER_OCTETS:
         raise DecodeError(f"a PDU is at least 16 octets, not {len(raw)}", field="header")
     try:
