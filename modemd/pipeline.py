@@ -241,7 +241,7 @@ class Pipeline:
             self._dead_letter(conn, record, f"part {concat.sequence} of {concat.total} is out of "
                                             "range")
             return
-        key = "|".join((record.modem, message.sender.number, f"{concat.ref_bits}:"
+        key = "|".join((_set_scope(record), message.sender.number, f"{concat.ref_bits}:"
                         f"{concat.reference}", str(concat.total)))
         first_seen = None
         now = time.time()
@@ -444,3 +444,12 @@ def _source_fields(record: JournalRecord) -> dict[str, Any]:
     return {"modem": None, "source": record.modem, "via": "smpp",
             "destination": fields.destination, "encoding": fields.encoding,
             "data_coding": fields.data_coding}
+
+
+def _set_scope(record: JournalRecord) -> str:
+    """Where the parts of one long message come in: one modem, or any SMPP bind of this
+    gateway (an SMSC may spread the parts over the binds of an account) to one address."""
+    if record.mode != "smpp":
+        return record.modem
+    destination = deliver_fields(record.raw, alphabets=Alphabets.from_stored(record.storage))
+    return f"smpp:{destination.destination}"

@@ -204,6 +204,33 @@ def test_allowed_senders_apply_to_a_bind(tmp_path: Path, smsc: Smsc,
         recorder.close()
 
 
+def test_two_binds_one_long_message_split_between_them(tmp_path: Path, smsc: Smsc,
+                                                       broker: Mosquitto) -> None:
+    config = config_from_dict({
+        "gateway": {"id": "gw1", "state_dir": str(tmp_path / "state")},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port},
+        "smpp": [bind_settings(tmp_path, smsc), {**bind_settings(tmp_path, smsc),
+                                                 "name": "agg-2"}],
+    })
+    recorder = Recorder(broker.port, ["modemd/gw1/sms"])
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        wait_until(lambda: smsc.count("bind") >= 2, what="both binds")
+        for seq, via in ((1, 0), (2, 1)):
+            smsc.deliver(f"p{seq}", via=via, data_coding=3, sar_msg_ref_num=77,
+                         sar_total_segments=2, sar_segment_seqnum=seq,
+                         short_message=f"half {seq}.".encode())
+        smsc.wait_responses(["p1", "p2"])
+        [doc] = sms_docs(recorder, 1)
+        assert doc["text"] == "half 1.half 2." and doc["complete"] is True
+        assert {r.modem for r in journal_rows(daemon.config.gateway.state_dir)} == {"agg",
+                                                                                     "agg-2"}
+    finally:
+        daemon.stop()
+        recorder.close()
+
+
 def write_smpp_config(path: Path, state_dir: Path, broker: Mosquitto, smpp: dict[str, Any]
                       ) -> Path:
     lines = ["[gateway]", 'id = "gw1"', f"state_dir = {toml_value(str(state_dir))}", "",

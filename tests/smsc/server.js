@@ -5,7 +5,8 @@
 //    "resend": true, "window": 50}
 // Control: JSON lines on stdin. Events: JSON lines on stdout.
 //   {"cmd": "deliver", "key": "m1", "pdu": {...deliver_sm fields...}}
-//       short_message / message_payload given as {"hex": "..."} are sent as those bytes.
+//       short_message / message_payload given as {"hex": "..."} are sent as those bytes;
+//       "via": N sends it on the N-th bound session (0 first), as an SMSC spreading load.
 //   {"cmd": "burst", "count": N, "rate": R, "prefix": "...", "sender": "...", "window": W}
 //       N deliver_sm with text prefix+i, at most R per second (0: as fast as the window
 //       allows), at most W unanswered at a time; a "resp" event per answer with its latency.
@@ -53,11 +54,12 @@ function toFields(pdu) {
   return fields;
 }
 
-function firstSession() {
-  for (const session of bound) {
-    return session;
+function sessionFor(entry) {
+  const sessions = Array.from(bound);
+  if (!sessions.length) {
+    return null;
   }
-  return null;
+  return sessions[Math.min(entry.via || 0, sessions.length - 1)];
 }
 
 function window() {
@@ -66,16 +68,16 @@ function window() {
 
 function pump() {
   while (queue.length && inFlight < window()) {
-    const session = firstSession();
+    const entry = unanswered.get(queue[0]);
+    if (!entry) {
+      queue.shift();
+      continue;
+    }
+    const session = sessionFor(entry);
     if (!session) {
       return;
     }
-    const key = queue.shift();
-    const entry = unanswered.get(key);
-    if (!entry) {
-      continue;
-    }
-    send(session, key, entry);
+    send(session, queue.shift(), entry);
   }
 }
 
@@ -110,8 +112,8 @@ function send(session, key, entry) {
   }
 }
 
-function deliver(key, fields) {
-  unanswered.set(key, {fields, session: null, sentAt: null, attempts: 0});
+function deliver(key, fields, via) {
+  unanswered.set(key, {fields, via, session: null, sentAt: null, attempts: 0});
   queue.push(key);
   pump();
 }
@@ -219,7 +221,7 @@ rl.on('line', (line) => {
   }
   const cmd = JSON.parse(line);
   if (cmd.cmd === 'deliver') {
-    deliver(cmd.key, toFields(cmd.pdu));
+    deliver(cmd.key, toFields(cmd.pdu), cmd.via);
   } else if (cmd.cmd === 'burst') {
     startBurst(cmd);
   } else if (cmd.cmd === 'drop') {
