@@ -119,8 +119,11 @@ class GroupCommitter:
         except StoreError as exc:
             log.error("%s: journal commit of %d record(s) failed: %s", self.name, len(batch),
                       exc)
-            for pending in batch:
-                self._call(pending.done, None, exc)
+            self._fail(batch, exc)
+            return
+        except Exception as exc:  # a bug: fail this batch (its senders retry), keep going
+            log.exception("%s: journal commit of %d record(s) failed", self.name, len(batch))
+            self._fail(batch, StoreError(f"journal commit failed: {exc!r}"))
             return
         self.batches += 1
         self.records += len(batch)
@@ -128,6 +131,10 @@ class GroupCommitter:
         for pending, result in zip(batch, results, strict=True):
             self._call(pending.done, result, None)
         self.on_committed()
+
+    def _fail(self, batch: list[_Pending], error: StoreError) -> None:
+        for pending in batch:
+            self._call(pending.done, None, error)
 
     def _call(self, done: Done, result: CommitResult | None, error: StoreError | None) -> None:
         try:
