@@ -203,3 +203,27 @@ def test_a_receiver_bind_refuses_to_send(store: Store) -> None:
                 bind.submit(destination_addr="4915112345678", short_message=b"no")
         finally:
             stop(bind, committer)
+
+
+def test_smsc_unbind_is_answered_and_the_bind_comes_back(store: Store,
+                                                         caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, store.journal)
+        try:
+            smsc.command(cmd="unbind")
+            wait_until(lambda: smsc.count("bind") >= 2 and bind.bound.is_set(), timeout=10,
+                       what="a new bind after the SMSC's unbind")
+            assert bind.reconnects == 1 and "the SMSC unbound" in caplog.text
+            smsc.deliver("back", data_coding=3, short_message=b"after unbind")
+            assert smsc.wait_responses(["back"])["back"]["status"] == 0
+        finally:
+            stop(bind, committer)
+
+
+def test_clean_stop_unbinds(store: Store) -> None:
+    with Smsc() as smsc:
+        bind, committer = run_bind(smsc, store.journal)
+        stop(bind, committer)
+        smsc.wait_event(lambda e: e["event"] == "unbind")
+        assert bind.state == "stopped"
