@@ -3,6 +3,7 @@ error answer (the SMSC keeps the message) when the commit fails, grouping under 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -16,7 +17,7 @@ from modemd.store import Store
 from modemd.store.committer import GroupCommitter
 from modemd.store.journal import CommitResult, Journal, RawEntry
 from tests.helpers import wait_until
-from tests.mosquitto import make_tls_files
+from tests.mosquitto import free_port, make_tls_files
 from tests.smsc import Smsc
 
 pytestmark = pytest.mark.integration
@@ -227,3 +228,21 @@ def test_clean_stop_unbinds(store: Store) -> None:
         stop(bind, committer)
         smsc.wait_event(lambda e: e["event"] == "unbind")
         assert bind.state == "stopped"
+
+
+def test_reconnect_backoff_doubles_up_to_its_cap(store: Store,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="modemd.sources.smpp.bind")
+    committer = GroupCommitter(store.journal)
+    committer.start()
+    bind = SmppBind(SessionSettings(name="agg", host="127.0.0.1", port=free_port(),
+                                    system_id="modemd", password="secret"),
+                    committer, reconnect_min=0.1, reconnect_max=0.4)
+    bind.start()
+    try:
+        wait_until(lambda: bind.reconnects >= 6, timeout=10, what="six failed connects")
+    finally:
+        stop(bind, committer)
+    delays = [float(d) for d in re.findall(r"reconnecting in ([\d.]+) s", caplog.text)]
+    assert delays[:5] == [0.1, 0.2, 0.4, 0.4, 0.4]
+    assert "cannot connect" in (bind.last_error or "")
