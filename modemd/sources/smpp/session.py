@@ -69,7 +69,7 @@ class SessionSettings:
     host: str
     port: int
     system_id: str
-    password: str | None
+    password: str | None = field(repr=False)  # never in a log line
     bind: Literal["receiver", "transceiver"] = "receiver"
     system_type: str = ""
     address_range: str = ""
