@@ -184,3 +184,25 @@ def test_framer_whole_halved_and_byte_by_byte() -> None:
 def test_framer_refuses_impossible_lengths() -> None:
     with pytest.raises(FramingError):
         Framer().feed(b"\x00\x00\x00\x04" + bytes(12))
+
+
+def test_an_unreadable_deliver_sm_is_a_dead_letter_with_its_hex(tmp_path: Any) -> None:
+    from modemd.pipeline import Pipeline, Route
+    from modemd.store import Store
+
+    store = Store(tmp_path / "state")
+    try:
+        # a deliver_sm whose UDH flag promises a header longer than the message
+        bad = deliver(esm_class=0x40, short_message=b"\x09ab")
+        good = deliver(data_coding=3, short_message=b"fine")
+        for raw in (bad, good):
+            store.journal.commit_raw(modem="agg", mode="smpp", raw=raw, storage="gsm7/auto")
+        pipeline = Pipeline(store, routes=[Route("mqtt", frozenset({"sms", "deadletter"}))])
+        pipeline.run_once()
+        rows = {row.kind: row.body for row in store.outbox.fetch("mqtt", limit=10)}
+        assert rows["deadletter"]["raw"] == bad.hex().upper()
+        assert "undecodable deliver_sm" in rows["deadletter"]["reason"]
+        assert rows["deadletter"]["modem"] == "agg"
+        assert rows["sms"]["text"] == "fine" and rows["sms"]["source"] == "agg"
+    finally:
+        store.close()
