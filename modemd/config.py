@@ -248,6 +248,64 @@ class InfluxConfig(_Model):
                            what="influx.token_file")
 
 
+class SmppConfig(_Model):
+    """One ``[[smpp]]`` bind to an aggregator's SMSC (see modemd/sources/smpp/)."""
+
+    name: str
+    host: str
+    port: int = Field(default=2775, ge=1, le=65535)
+    system_id: str = Field(min_length=1, max_length=15)
+    password_file: str | None = None
+    system_type: str = Field(default="", max_length=12)
+    address_range: str = Field(default="", max_length=40)
+    bind: Literal["receiver", "transceiver"] = "receiver"
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_insecure: bool = False
+    enquire_link: Duration = 30.0
+    response_timeout: Duration = 10.0
+    reconnect_min: Duration = 1.0
+    reconnect_max: Duration = 60.0
+    window: int = Field(default=256, ge=1, le=10_000)
+    submit_window: int = Field(default=10, ge=1, le=1000)
+    default_alphabet: Literal["gsm7", "latin1", "ascii"] = "gsm7"
+    ia5_alphabet: Literal["auto", "ascii", "gsm7"] = "auto"
+    allowed_senders: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _safe_id(value, "smpp bind name")
+
+    @field_validator("enquire_link", "response_timeout", "reconnect_min", "reconnect_max",
+                     mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("allowed_senders")
+    @classmethod
+    def _senders(cls, value: list[str]) -> list[str]:
+        return ModemConfig._senders(value)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> SmppConfig:
+        if self.reconnect_min <= 0 or self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_min must be > 0 and reconnect_max >= reconnect_min")
+        if self.enquire_link <= 0 or self.response_timeout <= 0:
+            raise ValueError("enquire_link and response_timeout must be > 0")
+        return self
+
+    def password(self) -> SecretStr | None:
+        what = f"smpp.{self.name}.password_file"
+        secret = read_secret(file=self.password_file, env="MODEMD_SMPP_PASSWORD_" +
+                             self.name.upper().replace("-", "_"), what=what)
+        if secret is not None and len(secret.get_secret_value().encode()) > 8:
+            # SMPP 3.4 section 4.1: 9 octets with the NUL; a longer one would be cut short
+            raise ConfigError([(what, "an SMPP password is at most 8 characters")])
+        return secret
+
+
 class OutboxConfig(_Model):
     max_rows: int = Field(default=200_000, ge=100)
     max_age: Duration = 30 * 86400.0
@@ -344,12 +402,15 @@ class Config(_Model):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    smpp: list[SmppConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
         for what, names in (
             ("modem", [m.name for m in self.modem]),
             ("parser", [p.name for p in self.parser]),
+            # a bind's name is the source of its messages, as a modem's is: one namespace
+            ("modem]] and [[smpp", [m.name for m in self.modem] + [b.name for b in self.smpp]),
         ):
             seen: set[str] = set()
             for name in names:
@@ -377,6 +438,8 @@ class Config(_Model):
             if tls is not None:
                 certs += [("mqtt.tls.ca", tls.ca), ("mqtt.tls.cert", tls.cert),
                           ("mqtt.tls.key", tls.key)]
+        readers += [(b.password_file, b.password) for b in self.smpp]
+        certs += [(f"smpp.{b.name}.tls_ca", b.tls_ca) for b in self.smpp]
         if self.influx is not None and self.influx.enabled:
             readers.append((self.influx.token_file, self.influx.token))
             certs.append(("influx.ca", self.influx.ca))

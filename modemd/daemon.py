@@ -24,7 +24,9 @@ from modemd.payload.senders import AllowList
 from modemd.pipeline import Pipeline, Route
 from modemd.sinks.base import Sink
 from modemd.sinks.mqtt import MqttSettings, MqttSink, Renderer, Request, RequestHandler, Topics
+from modemd.sources.smpp.bind import SmppBind, bind_from_config
 from modemd.store import STORE_FILENAME, Store
+from modemd.store.committer import GroupCommitter
 from modemd.store.maintenance import StoreMaintenance
 from modemd.systemd import Notifier
 from modemd.verify import Verifier, VerifySettings
@@ -160,6 +162,8 @@ class Daemon:
         self.drivers: list[ModemDriver] = []
         self.maintenance: StoreMaintenance | None = None
         self.failure: str | None = None  # why run_forever stopped on its own (exit non-zero)
+        self.committer: GroupCommitter | None = None
+        self.binds: list[SmppBind] = []
         self._stop = threading.Event()
         self._ready_sent = False
         self._last_status = ""
@@ -196,7 +200,8 @@ class Daemon:
             store,
             routes=[Route(s.name, s.kinds) for s in self.sinks],
             engine=engine,
-            senders=AllowList({m.name: m.allowed_senders or None for m in cfg.modem},
+            senders=AllowList({m.name: m.allowed_senders or None for m in cfg.modem}
+                              | {b.name: b.allowed_senders or None for b in cfg.smpp},
                               default_country_code=cfg.gateway.default_country_code),
             multipart_timeout=cfg.gateway.multipart_timeout,
             max_rows=cfg.outbox.max_rows,
@@ -221,12 +226,19 @@ class Daemon:
         self.maintenance = StoreMaintenance(
             store.db, retention=cfg.store.retention, keep_marks=cfg.outbox.max_age,
             check_interval=cfg.store.check_interval)
+        if cfg.smpp:  # SMPP binds journal through one group committer (one fsync per batch)
+            self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
+            self.binds = [bind_from_config(b, self.committer) for b in cfg.smpp]
         for sink in self.sinks:
             sink.start()
         self.maintenance.start()
         self.pipeline.start()
         if self.verifier is not None:
             self.verifier.start()
+        if self.committer is not None:
+            self.committer.start()
+        for bind in self.binds:
+            bind.start()
         for driver in self.drivers:
             driver.start()
         log.info("modemd started: gateway %s, %d modem(s), sinks: %s", cfg.gateway.id,
@@ -282,6 +294,11 @@ class Daemon:
                 return reason
         if self.verifier is not None and not self.verifier.alive:
             return "verify thread not running"
+        if self.committer is not None and not self.committer.alive:
+            return "SMPP group committer not running"
+        dead_binds = [b.name for b in self.binds if not b.alive]
+        if dead_binds:
+            return f"SMPP bind thread(s) not running: {', '.join(dead_binds)}"
         dead = [s.name for s in self.sinks if not s.alive]
         return f"sink thread(s) not running: {', '.join(dead)}" if dead else None
 
@@ -311,6 +328,9 @@ class Daemon:
     def _maybe_ready(self) -> None:
         up = sum(d.state.online for d in self.drivers)
         status = f"{up}/{len(self.drivers)} modem(s) up"
+        if self.binds:
+            bound = sum(b.bound.is_set() for b in self.binds)
+            status += f", {bound}/{len(self.binds)} smpp bind(s) bound"
         if self._ready_sent:
             if status != self._last_status:
                 self._last_status = status
@@ -332,6 +352,10 @@ class Daemon:
         self._stop.set()
         for driver in self.drivers:
             driver.stop()
+        for bind in self.binds:
+            bind.stop()
+        if self.committer is not None:
+            self.committer.stop()
         if self.pipeline is not None:
             self.pipeline.stop()
         if self.verifier is not None:

@@ -31,6 +31,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from modemd.clock import Clock, SystemClock
+from modemd.records import set_scope
 from modemd.sms import SmsDeliver
 from modemd.store import held
 from modemd.store.journal import Journal, JournalRecord, PartRow, set_id_for
@@ -85,7 +86,7 @@ class Release:
 def base_key(record: JournalRecord, message: SmsDeliver) -> str:
     concat = message.concat
     assert concat is not None
-    return "|".join((record.modem, message.sender.number,
+    return "|".join((set_scope(record), message.sender.number,
                      f"{concat.ref_bits}:{concat.reference}", str(concat.total)))
 
 

@@ -24,6 +24,7 @@ from modemd.payload.model import InboundMessage
 from modemd.payload.senders import AllowList, sender_type
 from modemd.records import Undecodable, decode_record
 from modemd.sms import Assembled, SmsDeliver, SmsStatusReport, assemble
+from modemd.sms.smpp import Alphabets, SmppReceipt, deliver_fields
 from modemd.store import Store, held
 from modemd.store.journal import JournalRecord
 from modemd.store.outbox import Outbox
@@ -43,6 +44,8 @@ MAX_ATTEMPTS = 5
 STALL_AFTER = 60.0
 
 Discovery = Callable[[Any], list[tuple[str, dict[str, Any]]]]
+#: told of each SMPP delivery receipt inside the transaction that publishes it (for [send])
+ReceiptHook = Callable[[sqlite3.Connection, str, SmppReceipt], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,7 @@ class Pipeline:
     @multipart_timeout.setter
     def multipart_timeout(self, seconds: float) -> None:
         self.parts.timeout = seconds
+        self.on_smpp_receipt: ReceiptHook | None = None
 
     # --- thread ----------------------------------------------------------------------------
 
@@ -258,6 +262,14 @@ class Pipeline:
         if isinstance(message, Undecodable):
             self._dead_letter(conn, record, message.reason)
             return
+        if isinstance(message, SmppReceipt):
+            doc = self._smpp_receipt_document(record, message)
+            self._deliver_sms(conn, record.raw_id, record, doc, sender=doc["recipient"],
+                              sent_at=doc["sent_at"])
+            if self.on_smpp_receipt is not None:
+                self.on_smpp_receipt(conn, record.modem, message)
+            journal.mark(conn, record.raw_id, state="done", msg_id=record.raw_id)
+            return
         if isinstance(message, SmsStatusReport):
             doc = self._status_report_document(record, message)
             self._deliver_sms(conn, record.raw_id, record, doc, sender=doc["recipient"],
@@ -359,6 +371,7 @@ class Pipeline:
                            assembled=assembled)
         if late_for is not None:
             doc["late_for"] = late_for
+        doc.update(_source_fields(first_record))
         head = messages[0]
         ports = head.ports
         for rec in records:
@@ -432,7 +445,7 @@ class Pipeline:
     def _dead_letter(self, conn: sqlite3.Connection, record: JournalRecord, reason: str,
                      *, msg_id: str | None = None) -> None:
         msg_id = msg_id or record.raw_id
-        raw = record.raw.hex().upper() if record.mode == "pdu" else record.raw.decode(
+        raw = record.raw.hex().upper() if record.mode in ("pdu", "smpp") else record.raw.decode(
             "utf-8", "replace")
         log.warning("dead letter %s from modem %s: %s", msg_id, record.modem, reason)
         self.store.db.bump(conn, "deadletters")
@@ -456,6 +469,27 @@ class Pipeline:
             "sent_at": _iso(report.scts),
             "discharged_at": _iso(report.discharge_time),
             "received_at": _iso(record.received_at),
+            "source": record.modem,
+        }
+
+    def _smpp_receipt_document(self, record: JournalRecord,
+                               receipt: SmppReceipt) -> dict[str, Any]:
+        """A delivery receipt from an SMPP bind: /sms with type status_report."""
+        return {
+            "id": record.raw_id,
+            "type": "status_report",
+            "modem": None,
+            "source": record.modem,
+            "via": "smpp",
+            "recipient": receipt.recipient.number,
+            "message_id": receipt.message_id,
+            "status": receipt.state,
+            "status_text": receipt.stat or receipt.state,
+            "error": receipt.error,
+            "receipt_type": receipt.kind,
+            "sent_at": _iso(receipt.submitted_at),
+            "discharged_at": _iso(receipt.done_at),
+            "received_at": _iso(record.received_at),
         }
 
     def _enqueue(self, conn: sqlite3.Connection, kind: str, msg_id: str | None,
@@ -463,3 +497,13 @@ class Pipeline:
         for route in self.routes:
             if kind in route.kinds:
                 Outbox.enqueue(conn, sink=route.sink, kind=kind, msg_id=msg_id, body=body)
+
+
+def _source_fields(record: JournalRecord) -> dict[str, Any]:
+    """Where a message came from, for /sms: the modem, or the SMPP bind and its address."""
+    if record.mode != "smpp":
+        return {"source": record.modem}
+    fields = deliver_fields(record.raw, alphabets=Alphabets.from_stored(record.storage))
+    return {"modem": None, "source": record.modem, "via": "smpp",
+            "destination": fields.destination, "encoding": fields.encoding,
+            "data_coding": fields.data_coding}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from modemd.errors import DecodeError
 from modemd.sms import SmsDeliver, SmsStatusReport, SmsSubmit, decode_pdu, decode_text_record
+from modemd.sms.smpp import Alphabets, SmppReceipt, decode_deliver_sm, deliver_fields
 from modemd.store.journal import JournalRecord
 
 
@@ -16,13 +17,19 @@ class Undecodable:
     reason: str
 
 
-Decoded = SmsDeliver | SmsStatusReport | Undecodable
+Decoded = SmsDeliver | SmsStatusReport | SmppReceipt | Undecodable
 
 
 def decode_record(record: JournalRecord) -> Decoded:
     """Strict first; what lenient decoding recovers from is in the message's ``warnings``."""
     if record.mode == "invalid":
         return Undecodable("the modem returned a PDU line that is not hexadecimal")
+    if record.mode == "smpp":
+        try:
+            return decode_deliver_sm(record.raw, received_at=record.received_at,
+                                     alphabets=Alphabets.from_stored(record.storage))
+        except DecodeError as exc:
+            return Undecodable(f"undecodable deliver_sm: {exc}")
     message: SmsDeliver | SmsStatusReport | SmsSubmit
     try:
         if record.mode == "text":
@@ -40,3 +47,12 @@ def decode_record(record: JournalRecord) -> Decoded:
     if isinstance(message, SmsDeliver | SmsStatusReport):
         return message
     return Undecodable(f"not a received message ({type(message).__name__})")
+
+
+def set_scope(record: JournalRecord) -> str:
+    """Where the parts of one long message come in: one modem, or any SMPP bind of this
+    gateway (an SMSC may spread the parts over the binds of an account) to one address."""
+    if record.mode != "smpp":
+        return record.modem
+    fields = deliver_fields(record.raw, alphabets=Alphabets.from_stored(record.storage))
+    return f"smpp:{fields.destination}"

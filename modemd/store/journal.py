@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from modemd.errors import DecodeError
+from modemd.sms.smpp import record_identity as smpp_record_identity
 from modemd.sms.text_mode import decode_text_record
 from modemd.store.database import Database, now
 
-RecordMode = Literal["pdu", "text", "invalid"]
+RecordMode = Literal["pdu", "text", "invalid", "smpp"]
 
 
 def tpdu_of(pdu: bytes) -> bytes:
@@ -51,6 +52,8 @@ def raw_id_for(mode: RecordMode, raw: bytes) -> str:
         material = tpdu_of(raw)
     elif mode == "text":
         material = text_record_identity(raw)
+    elif mode == "smpp":
+        material = smpp_record_identity(raw)
     else:
         material = raw
     return hashlib.sha256(mode.encode() + b"\0" + material).hexdigest()[:32]
@@ -75,6 +78,19 @@ class JournalRecord:
     state: str
     error: str | None
     msg_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawEntry:
+    """One record to journal: what commit_raw() takes, as a value (for batches)."""
+
+    modem: str  # the source: a modem name or an SMPP bind name
+    mode: RecordMode
+    raw: bytes
+    imei: str | None = None
+    storage: str | None = None
+    sim_index: int | None = None
+    received_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +156,29 @@ class Journal:
             if not inserted:
                 self.db.bump(conn, "journal.duplicates")
         return CommitResult(raw_id=raw_id, inserted=inserted)
+
+    def commit_many(self, entries: Sequence[RawEntry]) -> list[CommitResult]:
+        """Commit several records in ONE durable transaction (one fsync), in order.
+
+        The group committer's batch; a record already journalled (or twice in the batch) is
+        not inserted again and says so.
+        """
+        results: list[CommitResult] = []
+        with self.db.transaction(durable=True) as conn:
+            for entry in entries:
+                raw_id = raw_id_for(entry.mode, entry.raw)
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO journal"
+                    "(raw_id, modem, imei, storage, sim_index, mode, raw, received_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (raw_id, entry.modem, entry.imei, entry.storage, entry.sim_index,
+                     entry.mode, entry.raw, entry.received_at or now()),
+                )
+                inserted = cur.rowcount == 1
+                if not inserted:
+                    self.db.bump(conn, "journal.duplicates")
+                results.append(CommitResult(raw_id=raw_id, inserted=inserted))
+        return results
 
     # --- processing (the pipeline thread) ---------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Message sources other than the modem drivers: SMPP binds to an SMS aggregator."""
