@@ -245,6 +245,39 @@ class OutboxConfig(_Model):
         return parse_duration(value)
 
 
+class SendConfig(_Model):
+    """``[send]`` (issue 15): nothing is ever sent unless a person turns this on."""
+
+    enabled: bool = False
+    allowed_destinations: list[str] = Field(default_factory=list)  # globs; empty = refuse all
+    max_per_hour: int = Field(default=60, ge=0)
+    modem: str = "auto"
+    status_reports: bool = True
+    reply_window: Duration = 600.0
+    allow_short_codes: bool = False
+    allow_premium: bool = False
+    max_parts: int = Field(default=10, ge=1, le=255)
+    concat_reference_bits: Literal[8, 16] = 8
+    retry_attempts: int = Field(default=5, ge=1, le=100)
+    retry_backoff: Duration = 10.0
+    report_timeout: Duration = 3 * 86400.0
+    notify_to: str | None = None  # the number Home Assistant's notify entity sends to
+
+    @field_validator("reply_window", "retry_backoff", "report_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("allowed_destinations")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            problem = pattern_problem(pattern)
+            if problem is not None:
+                raise ValueError(f"{problem}: {pattern!r}")
+        return value
+
+
 class Config(_Model):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     modem: list[ModemConfig] = Field(default_factory=list)
@@ -253,6 +286,7 @@ class Config(_Model):
     parser: list[ParserRule] = Field(default_factory=list)
     devices: dict[str, DeviceSpec] = Field(default_factory=dict)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    send: SendConfig = Field(default_factory=SendConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

@@ -22,6 +22,7 @@ from modemd.payload.config import ParserRule
 from modemd.payload.engine import PayloadEngine
 from modemd.payload.senders import AllowList
 from modemd.pipeline import Pipeline, Route
+from modemd.send.wiring import build_send_service, send_announcements
 from modemd.sinks.base import Sink
 from modemd.sinks.mqtt import MqttSettings, MqttSink
 from modemd.store import STORE_FILENAME, Store
@@ -93,7 +94,7 @@ def build_sinks(config: Config, store: Store) -> list[Sink]:
 
             announce = gateway_discovery_messages(
                 settings.gateway_id, base_topic=settings.base_topic,
-                discovery_prefix=settings.discovery_prefix)
+                discovery_prefix=settings.discovery_prefix) + send_announcements(config)
         sinks.append(MqttSink(store, settings, discovery=announce,
                               known_rules=[rule.name for rule in config.parser],
                               known_modems=[modem.name for modem in config.modem]))
@@ -126,6 +127,7 @@ class Daemon:
         self.sinks: list[Sink] = []
         self.pipeline: Pipeline | None = None
         self.drivers: list[ModemDriver] = []
+        self.sender: Any = None  # modemd.send.service.SendService
         self._stop = threading.Event()
         self._ready_sent = False
         self._last_status = ""
@@ -141,6 +143,7 @@ class Daemon:
             raise ConfigError(problems)
         self.store = store = open_store(cfg.gateway.state_dir)
         self.sinks = build_sinks(cfg, store)
+        self.sender = build_send_service(cfg, store, self.sinks, on_published=self._send_published)
         engine = None
         discovery = None
         if cfg.parser:
@@ -167,12 +170,14 @@ class Daemon:
             max_age=cfg.outbox.max_age,
             on_enqueued=self._wake_sinks,
             discovery=discovery,
+            send_tracker=self.sender,
         )
         self.drivers = [
             ModemDriver(
                 modem, journal=store.journal, on_committed=self.pipeline.wake,
                 on_state=self._modem_state, sweep_interval=cfg.gateway.sweep_interval,
                 health_interval=cfg.gateway.health_interval, port_resolver=self.port_resolver,
+                send_jobs=self.sender,
             )
             for modem in cfg.modem
         ]
@@ -183,6 +188,11 @@ class Daemon:
             driver.start()
         log.info("modemd started: gateway %s, %d modem(s), sinks: %s", cfg.gateway.id,
                  len(self.drivers), ", ".join(s.name for s in self.sinks) or "none")
+
+    def _send_published(self) -> None:
+        self._wake_sinks()
+        for driver in self.drivers:
+            driver.wake()
 
     def _wake_sinks(self) -> None:
         for sink in self.sinks:

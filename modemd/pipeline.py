@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from modemd.errors import DecodeError, PayloadError
 from modemd.payload.engine import PayloadEngine
@@ -39,6 +39,16 @@ log = logging.getLogger(__name__)
 LATE_PART_GRACE = 60.0
 
 Discovery = Callable[[Any], list[tuple[str, dict[str, Any]]]]
+
+
+class SendTracker(Protocol):
+    """What sending (modemd.send.service) adds to received messages (issue 15)."""
+
+    def on_status_report(self, conn: sqlite3.Connection, report: SmsStatusReport,
+                         received_at: float) -> str | None: ...
+
+    def in_reply_to(self, conn: sqlite3.Connection, sender: str,
+                    received_at: float) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +120,10 @@ class Pipeline:
         max_age: float = 30 * 86400.0,
         on_enqueued: Callable[[], None] = lambda: None,
         discovery: Discovery | None = None,
+        send_tracker: SendTracker | None = None,
     ) -> None:
         self.store = store
+        self.send_tracker = send_tracker
         self.routes = tuple(routes)
         self.engine = engine
         self.senders = senders or AllowList({})
@@ -204,6 +216,10 @@ class Pipeline:
             return
         if isinstance(message, SmsStatusReport):
             doc = self._status_report_document(record, message)
+            if self.send_tracker is not None:
+                send_id = self.send_tracker.on_status_report(conn, message, record.received_at)
+                if send_id is not None:
+                    doc["send_id"] = send_id
             self._deliver_sms(conn, record.raw_id, record, doc, sender=doc["recipient"],
                               sent_at=doc["sent_at"])
             journal.mark(conn, record.raw_id, state="done", msg_id=record.raw_id)
@@ -308,6 +324,11 @@ class Pipeline:
                            assembled=assembled)
         if late_for is not None:
             doc["late_for"] = late_for
+        if self.send_tracker is not None:
+            reply_to = self.send_tracker.in_reply_to(conn, doc["sender"],
+                                                     first_record.received_at)
+            if reply_to is not None:
+                doc["in_reply_to"] = reply_to
         head = messages[0]
         ports = head.ports
         for rec in records:

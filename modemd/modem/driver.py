@@ -40,6 +40,7 @@ from modemd.modem.profiles import (
     detect_profile,
     profile_named,
 )
+from modemd.modem.sending import SendJobs, send_one
 from modemd.modem.session import ATSession, Response
 from modemd.modem.state import ModemIdentity, ModemState
 from modemd.sinks.base import Backoff
@@ -54,6 +55,9 @@ ALL_URC_PREFIXES = tuple(
     dict.fromkeys([*DEFAULT_URC_PREFIXES, *(u for p in PROFILES for u in p.extra_urcs)])
 )
 
+
+# Put on the URC queue to end the worker's idle wait at once (a send was queued).
+_WAKE = Urc("")
 
 # Broadcast and status-report storages hold no SMS-DELIVER for us to sweep.
 _NOT_MESSAGE_STORAGES = frozenset({"BM", "SR"})
@@ -85,6 +89,7 @@ class ModemDriver:
         health_interval: float = 60.0,
         port_resolver: Callable[[ModemConfig], str | None] | None = None,
         max_backoff: float = 30.0,
+        send_jobs: SendJobs | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -111,6 +116,7 @@ class ModemDriver:
         self._next_health = 0.0
         self.ready = threading.Event()  # set after the first successful init
         self.garbage_lines = 0
+        self.send_jobs = send_jobs
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -127,6 +133,10 @@ class ModemDriver:
             session.close()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Look for send work now rather than after the idle wait."""
+        self._urcs.put(_WAKE)
 
     @property
     def alive(self) -> bool:
@@ -405,8 +415,14 @@ class ModemDriver:
             except queue.Empty:
                 urc = None
             try:
-                if urc is not None:
+                if urc is not None and urc is not _WAKE:
                     self._handle_urc(urc)
+                # --- sending (issue 15): at most one AT+CMGS between receive work items, and
+                # only when no receive work waits, so receiving keeps priority.
+                elif self.send_jobs is not None and self._urcs.empty() and \
+                        self.send_jobs.wanted(self.config.name):
+                    self._send_one()
+                # ---
                 now = time.monotonic()
                 if now >= self._next_sweep:
                     self.sweep()
@@ -414,6 +430,14 @@ class ModemDriver:
                     self.poll_health()
             except CommandTimeout as exc:
                 self._recover(exc)
+
+    def _send_one(self) -> None:
+        session = self._session
+        if session is None or self.send_jobs is None:
+            return
+        if send_one(session.execute, self.send_jobs, modem=self.config.name,
+                    mode=self.state.mode or "pdu"):
+            self._urcs.put(_WAKE)  # maybe more: look again after the receive work
 
     def _handle_urc(self, urc: Urc) -> None:
         name = urc.name

@@ -9,18 +9,21 @@ through the Last Will when the daemon dies.
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
 import logging
 import ssl
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from modemd.errors import StoreError
 from modemd.sinks.base import Sink
@@ -74,10 +77,23 @@ class Topics:
     def modem_state(self, modem: str) -> str:
         return f"{self.root}/modem/{modem}/state"
 
+    @property
+    def sms_send(self) -> str:
+        return f"{self.root}/sms/send"
+
+    @property
+    def sms_status(self) -> str:
+        return f"{self.root}/sms/status"
+
+
+#: (payload, MQTT 5 response topic, correlation data) of a request on <root>/sms/send
+SendRequestHandler = Callable[[bytes, str | None, bytes | None], None]
+
 
 class MqttSink(Sink):
     name = "mqtt"
-    kinds = frozenset({"sms", "reading", "deadletter", "modem_state"})
+    kinds = frozenset({"sms", "reading", "deadletter", "modem_state", "send_status",
+                       "send_response"})
 
     def __init__(self, store: Store, settings: MqttSettings, *,
                  discovery: Sequence[tuple[str, dict[str, Any]]] = (),
@@ -107,6 +123,7 @@ class MqttSink(Sink):
         self._connection_epoch = 0
         self._closing = False
         self._seen_epoch = 0
+        self.on_send_request: SendRequestHandler | None = None  # set before start()
         self._client = self._make_client()
 
     # --- paho client -------------------------------------------------------------------------
@@ -115,7 +132,7 @@ class MqttSink(Sink):
         s = self.settings
         client_id = s.client_id or f"modemd-{s.gateway_id}"
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
         client.will_set(self.topics.status, "offline", qos=1, retain=True)
         if s.username:
@@ -162,6 +179,8 @@ class MqttSink(Sink):
         client.publish(self.topics.status, "online", qos=1, retain=True)
         if self.settings.homeassistant:
             client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
+        if self.on_send_request is not None:
+            client.subscribe(self.topics.sms_send, qos=1)
         self._connection_epoch += 1
         self.connected.set()
         self.wake()
@@ -178,11 +197,36 @@ class MqttSink(Sink):
         self.wake()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.topics.sms_send and self.on_send_request is not None:
+            self._send_request(message)
+            return
         if message.topic == f"{self.settings.discovery_prefix}/status" and \
                 message.payload.strip() == b"online":
             log.info("mqtt: Home Assistant restarted; discovery will be sent again")
             self._connection_epoch += 1
             self.wake()
+
+    def _send_request(self, message: mqtt.MQTTMessage) -> None:
+        """Hand a send request over; it is stored before this returns (and paho PUBACKs)."""
+        assert self.on_send_request is not None
+        props = getattr(message, "properties", None)
+        response_topic = getattr(props, "ResponseTopic", None) or None
+        correlation = getattr(props, "CorrelationData", None)
+        if response_topic is not None and not self._response_topic_allowed(response_topic):
+            log.warning("mqtt: send request with response topic %r refused as a reply target",
+                        response_topic)
+            response_topic = None
+        try:
+            self.on_send_request(bytes(message.payload), response_topic,
+                                 bytes(correlation) if correlation is not None else None)
+        except Exception:  # one bad request never stops the network thread
+            log.exception("mqtt: send request could not be handled")
+
+    def _response_topic_allowed(self, topic: str) -> bool:
+        """A reply target must not let a requester publish into modemd's or HA's topics."""
+        reserved = (self.settings.base_topic + "/", self.settings.discovery_prefix + "/")
+        return bool(topic) and not any(c in topic for c in "#+\0") and \
+            not topic.startswith(reserved) and not topic.startswith("$")
 
     # --- the sink thread -------------------------------------------------------------------------
 
@@ -234,7 +278,8 @@ class MqttSink(Sink):
         except (KeyError, TypeError, ValueError) as exc:
             self.store.outbox.poison(self.name, [row.seq], reason=f"cannot render: {exc!r}")
             return
-        info = self._client.publish(topic, payload, qos=self.settings.qos, retain=retain)
+        info = self._client.publish(topic, payload, qos=self.settings.qos, retain=retain,
+                                    properties=_response_properties(row))
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.warning("mqtt: publish to %s failed: %s", topic, mqtt.error_string(info.rc))
             return
@@ -265,6 +310,10 @@ class MqttSink(Sink):
                 self._announce(f"modem:{body['modem']}", body["discovery"])
             state = {key: value for key, value in body.items() if key != "discovery"}
             return self.topics.modem_state(body["modem"]), _json(state), True
+        if row.kind == "send_status":
+            return self.topics.sms_status, _json(body), False
+        if row.kind == "send_response":
+            return str(body["topic"]), _json(body["status"]), False
         raise ValueError(f"unknown outbox kind {row.kind!r}")
 
     def _publish_discovery(self, topic: str, payload: dict[str, Any]) -> None:
@@ -313,6 +362,15 @@ class MqttSink(Sink):
         for owner in sorted(self._owned):
             if not self._configured(owner):
                 self._set_owned(owner, frozenset())
+
+
+def _response_properties(row: OutboxRow) -> Properties | None:
+    """MQTT 5 correlation data for a status sent to a request's response topic."""
+    if row.kind != "send_response" or not row.body.get("correlation_b64"):
+        return None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.CorrelationData = base64.b64decode(row.body["correlation_b64"])
+    return props
 
 
 def _json(body: Any) -> str:

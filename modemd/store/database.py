@@ -109,6 +109,9 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._open(durable=True)
             conn.executescript(SCHEMA)
+            from modemd.store.sendq import migrate_send  # issue 15 (late: sendq uses us)
+
+            migrate_send(conn)
             conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
