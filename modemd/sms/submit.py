@@ -85,9 +85,14 @@ def encode_submit(
     reject_duplicates: bool = False,
     message_reference: int = 0,
     pid: int = 0,
+    dcs: int | None = None,
     smsc: str | None = None,
 ) -> SubmitPdu:
-    """One SMS-SUBMIT PDU; ValueError when the content does not fit one."""
+    """One SMS-SUBMIT PDU; ValueError when the content does not fit one.
+
+    ``dcs`` overrides the TP-DCS octet (it must name the same alphabet); by default it is the
+    general-group value for the alphabet and ``message_class``.
+    """
     alphabet = _choose_alphabet(text, data, encoding, 0, 0)
     header = user_data_header(udh)
     if alphabet == "gsm7":
@@ -114,7 +119,7 @@ def encode_submit(
     tpdu = (
         bytes((first, message_reference))
         + encode_address(recipient)
-        + bytes((pid, build_dcs(alphabet, message_class)))
+        + bytes((pid, build_dcs(alphabet, message_class) if dcs is None else dcs))
         + vp
         + bytes((udl,))
         + user_data
