@@ -16,6 +16,7 @@ import typer
 from modemd import __version__
 from modemd.config import DEFAULT_CONFIG_PATH, Config, load_config
 from modemd.errors import ConfigError, DecodeError, ModemdError, PayloadError
+from modemd.send.cli import sms_app
 
 app = typer.Typer(
     name="modemd",
@@ -28,6 +29,7 @@ config_app = typer.Typer(help="Write, validate and show the configuration.", no_
 pdu_app = typer.Typer(help="Work with SMS PDUs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(pdu_app, name="pdu")
+app.add_typer(sms_app, name="sms")  # issue 15: modemd/send/cli.py
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Config file (TOML).", envvar="MODEMD_CONFIG")

@@ -343,7 +343,7 @@ def test_status_reports_from_sr_storage_via_cdsi(tmp_path: Path, broker: Mosquit
             publish(broker, {"id": "sr", "to": TO, "text": "via SR"})
             wait_state(statuses, "sr", "delivered")
             assert any(c.upper().startswith('AT+CPMS="SR"') for c in sim.command_log)
-            assert sim.messages("SR") == {}  # read, journalled, deleted
+            wait_until(lambda: sim.messages("SR") == {}, what="report deleted from SR")
         finally:
             daemon.stop()
 
@@ -391,3 +391,63 @@ def test_burst_received_while_sending_is_not_starved(tmp_path: Path, sim: Simula
     finally:
         daemon.stop()
 
+
+
+def test_text_mode_modem_sends_with_csmp_and_refuses_what_needs_pdu_mode(
+        tmp_path: Path, broker: Mosquitto, statuses: Recorder) -> None:
+    with SimulatedModem(quirks={"cms_error": {"+CMGF=0": 303}}) as sim:
+        daemon = start(tmp_path, sim, broker)
+        try:
+            assert daemon.drivers[0].state.mode == "text"
+            publish(broker, {"id": "t1", "to": TO, "text": "STATUS?", "flash": True})
+            wait_state(statuses, "t1", "delivered")
+            (sent,) = sim.sending.sent
+            assert (sent.text, sent.destination, sent.pdu) == ("STATUS?", TO, None)
+            assert sim.sending.csmp == (49, 167, 0, 16)  # SRR + relative VP; class 0
+            assert f'AT+CMGS="{TO}"' in sim.command_log
+            publish(broker, {"id": "t2", "to": TO, "text": "Grüße ✓"})
+            doc = wait_state(statuses, "t2", "failed")
+            assert "needs PDU mode" in doc["error"]
+            assert len(sim.sending.sent) == 1
+        finally:
+            daemon.stop()
+
+
+def test_home_assistant_notify_and_command_buttons(tmp_path: Path, sim: SimulatedModem,
+                                                   broker: Mosquitto,
+                                                   statuses: Recorder) -> None:
+    devices = ('\n[devices.pump1]\nnumbers = ["+4915112345678"]\nname = "Pump 1"\n'
+               '[devices.pump1.commands]\nrequest_status = "STATUS?"\n'
+               'set_interval = "INTERVAL=15"\n')
+    ha = Recorder(broker.port, ["homeassistant/#"])
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                       modems=[{"name": "m1", "port": sim.port}],
+                       mqtt={"host": "127.0.0.1", "port": broker.port, "keepalive": 5,
+                             "homeassistant": True},
+                       extra=send_section(notify_to=TO) + devices)
+    daemon = Daemon(load(cfg))
+    daemon.start()
+    try:
+        configs = ha.wait_for(lambda msgs: len([
+            m for m in msgs if "/notify/" in m.topic or "/button/" in m.topic]) >= 3)
+        by_topic = {m.topic: m.json() for m in configs if m.payload}
+        notify = by_topic["homeassistant/notify/gw1/sms/config"]
+        assert notify["command_topic"] == SEND and notify["unique_id"] == "modemd_gw1_sms"
+        assert notify["device"]["identifiers"] == ["modemd_gw1"]
+        button = by_topic["homeassistant/button/gw1_pump1/request_status/config"]
+        assert button["command_topic"] == SEND
+        assert button["device"]["identifiers"] == ["modemd_gw1_pump1"]
+        assert json.loads(button["payload_press"]) == {"to": TO, "text": "STATUS?"}
+        # What Home Assistant publishes: the button's payload as is, the notify template
+        # rendered with the message ({{ value | tojson }}).
+        publish(broker, button["payload_press"])
+        message = 'Tank "north" low'
+        rendered = notify["command_template"].replace("{{ value | tojson }}",
+                                                      json.dumps(message))
+        publish(broker, rendered)
+        statuses.wait_for(lambda msgs: len([
+            m for m in msgs if m.topic == STATUS and m.json()["state"] == "delivered"]) == 2)
+        assert sorted(s.text for s in submits(sim)) == sorted(["STATUS?", message])
+    finally:
+        daemon.stop()
+        ha.close()

@@ -512,12 +512,14 @@ class ModemDriver:
             log.warning("modem %s: delete of index %d failed: %s", self.config.name, index, exc)
 
     def _take_direct(self, urc: Urc) -> None:
-        if urc.body is None:
+        # a text-mode +CDS is one line: the report's fields are its arguments
+        text_report = urc.name == "+CDS" and self.state.mode == "text"
+        if urc.body is None and not text_report:
             log.warning("modem %s: %s without its body line; sweeping", self.config.name,
                         urc.name)
             self.sweep()
             return
-        if self.state.mode == "pdu":
+        if self.state.mode == "pdu" and urc.body is not None:
             mode, raw = self._pdu_record(urc.body)
         else:
             mode, raw = "text", _text_record(urc.args, urc.body)

@@ -31,7 +31,7 @@ from modemd.simulator.handlers import (
     Reply,
     cms_error,
 )
-from modemd.simulator.pdu_text import parse_hex, to_hex, tpdu_length
+from modemd.simulator.pdu_text import format_scts, parse_hex, to_hex, tpdu_length
 
 if TYPE_CHECKING:
     from modemd.simulator.modem import SimulatedModem
@@ -161,6 +161,14 @@ def _schedule_report(sim: SimulatedModem, message: SentMessage, status: int,
                                    recipient=message.destination, scts=now,
                                    discharge_time=now, status=status,
                                    smsc=sim.state.csca or None)
+        if sim.state.cmgf == 1 and sim.state.cnmi[3] == 1:
+            # text mode: "+CDS: <fo>,<mr>,"<ra>",<tora>,"<scts>","<dt>",<st>" on one line
+            toa = 145 if message.destination.startswith("+") else 129
+            stamp = format_scts(now)
+            sim._urc([f'+CDS: 6,{message.mr},"{message.destination}",{toa},"{stamp}",'
+                      f'"{stamp}",{status}'])
+            sim.sending.reports_sent += 1
+            return
         deliver_status_report(sim, pdu)
 
     sim._schedule(delay, send)
@@ -181,6 +189,11 @@ def deliver_status_report(sim: SimulatedModem, pdu: bytes) -> int | None:
     return index
 
 
+def inject_status_report(sim: SimulatedModem, pdu: bytes) -> int | None:
+    """A status report from the network, from any thread (tests: a late report)."""
+    return sim._call_in_thread(lambda: deliver_status_report(sim, pdu))
+
+
 # Registered here, next to the handlers, when the simulator imports this module.
 HANDLERS.update({
     "+CMGS": HandlerSpec(h_cmgs, sim="cms", kind="cms"),
@@ -195,4 +208,5 @@ __all__ = [
     "finish_cmgs_text",
     "h_cmgs",
     "h_csmp",
+    "inject_status_report",
 ]
