@@ -260,10 +260,12 @@ class SendConfig(_Model):
     concat_reference_bits: Literal[8, 16] = 8
     retry_attempts: int = Field(default=5, ge=1, le=100)
     retry_backoff: Duration = 10.0
+    queue_timeout: Duration = 86400.0
     report_timeout: Duration = 3 * 86400.0
     notify_to: str | None = None  # the number Home Assistant's notify entity sends to
 
-    @field_validator("reply_window", "retry_backoff", "report_timeout", mode="before")
+    @field_validator("reply_window", "retry_backoff", "queue_timeout", "report_timeout",
+                     mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -299,6 +301,12 @@ class Config(_Model):
                 if name in seen:
                     raise ValueError(f"two [[{what}]] entries are named {name!r}")
                 seen.add(name)
+        return self
+
+    @model_validator(mode="after")
+    def _send_modem(self) -> Config:
+        if self.send.modem != "auto" and self.send.modem not in {m.name for m in self.modem}:
+            raise ValueError(f"[send] modem {self.send.modem!r} is not a [[modem]] name")
         return self
 
     def file_problems(self, *, skip_credentials: bool = False) -> list[tuple[str, str]]:

@@ -379,8 +379,10 @@ def test_burst_received_while_sending_is_not_starved(tmp_path: Path, sim: Simula
                                                      statuses: Recorder) -> None:
     daemon = start(tmp_path, sim, broker, max_per_hour=100)
     try:
+        sim.set_quirk("slow", 0.03)  # every answer takes a while, as on a real line
         for i in range(10):
             publish(broker, {"id": f"b{i}", "to": TO, "text": f"cmd {i}"})
+        wait_until(lambda: len(sim.sending.sent) >= 1, what="sending under way")
         sim.deliver_many(unique_pdus(20, sender="+4917011111111"))
         statuses.wait_for(lambda msgs: len([
             m for m in msgs if m.topic == "modemd/gw1/sms" and m.json()["type"] == "deliver"
@@ -388,6 +390,15 @@ def test_burst_received_while_sending_is_not_starved(tmp_path: Path, sim: Simula
         for i in range(10):
             wait_state(statuses, f"b{i}", "sent", timeout=30)
         assert len(sim.sending.sent) == 10
+        # Receiving has priority: while the burst's reads were waiting, no submit ran (the
+        # one in flight when the burst came may end inside the window), and the sends
+        # went on after it.
+        log = [c.upper() for c in sim.command_log]
+        reads = [i for i, c in enumerate(log) if c.startswith(("AT+CMGR", "AT+CMGD"))]
+        assert len(reads) == 40
+        window = log[reads[0]:reads[-1]]
+        assert sum(c.startswith("AT+CMGS") for c in window) <= 1
+        assert any(c.startswith("AT+CMGS") for c in log[reads[-1]:])
     finally:
         daemon.stop()
 

@@ -149,7 +149,7 @@ class SendService:
                                   modem=request.modem or self._configured_modem(),
                                   request=request.stored(), state="queued", parts=parts,
                                   origin=origin, response_topic=response_topic,
-                                  correlation=correlation)
+                                  correlation=correlation, at=self.clock())
                 doc = self._publish(conn, request.id)
         if reason is None:
             log.info("send %s: queued for %s, %d part(s)", request.id, request.to, len(parts))
@@ -182,7 +182,8 @@ class SendService:
                         correlation: bytes | None) -> dict[str, Any]:
         self.queue.insert(conn, request_id=request_id, to=to, modem=None, request={},
                           state="failed", parts=[], error=reason, refused=True, origin=origin,
-                          response_topic=response_topic, correlation=correlation)
+                          response_topic=response_topic, correlation=correlation,
+                          at=self.clock())
         self.store.db.bump(conn, "send.refused")
         return self._publish(conn, request_id)
 
@@ -220,15 +221,29 @@ class SendService:
         return False
 
     def next_job(self, modem: str) -> SendJob | None:
-        found = self.queue.due(modem=modem, at=self.clock())
-        if found is None:
-            with self._lock:
-                self._work_hint = False
-            return None
-        row, part = found
+        while True:
+            found = self.queue.due(modem=modem, at=self.clock())
+            if found is None:
+                with self._lock:
+                    self._work_hint = False
+                return None
+            row, part = found
+            if part.sequence > 1 or self.clock() - row.created_at <= self.config.queue_timeout:
+                break
+            self._expire_queued(row)
         return SendJob(request_id=row.id, sequence=part.sequence, total=row.parts, to=row.to,
                        pdu=part.pdu, tpdu_length=part.tpdu_length, text=part.text,
                        text_parameters=self._text_parameters(row))
+
+    def _expire_queued(self, row: SendRow) -> None:
+        """A request that waited longer than queue_timeout is not sent any more."""
+        reason = (f"not sent within [send] queue_timeout ({self.config.queue_timeout:.0f} s); "
+                  f"last error: {row.error or 'none'}")
+        with self.store.db.transaction(durable=True) as conn:
+            self.queue.set_request(conn, row.id, state="failed", error=reason)
+            self._publish(conn, row.id)
+        log.warning("send %s: %s", row.id, reason)
+        self.on_published()
 
     def _text_parameters(self, row: SendRow) -> tuple[int, int, int, int]:
         valid_for = row.request.get("valid_for")

@@ -215,9 +215,10 @@ class SendQueue:
     def insert(conn: sqlite3.Connection, *, request_id: str, to: str, modem: str | None,
                request: dict[str, Any], state: str, parts: Sequence[NewPart],
                error: str | None = None, refused: bool = False, origin: str = "mqtt",
-               response_topic: str | None = None, correlation: bytes | None = None) -> bool:
+               response_topic: str | None = None, correlation: bytes | None = None,
+               at: float | None = None) -> bool:
         """Add a request and its parts; False when the id exists already (nothing written)."""
-        at = now()
+        at = now() if at is None else at
         cursor = conn.execute(
             "INSERT OR IGNORE INTO send_requests(id, to_number, modem, request, state, parts, "
             "error, refused, origin, response_topic, correlation, created_at, updated_at) "
