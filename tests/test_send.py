@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from modemd.daemon import Daemon
 from modemd.simulator import SimulatedModem
 from modemd.sinks.mqtt import MqttSink
 from modemd.sms import SmsSubmit, decode_pdu
-from tests.helpers import load, unique_pdus, wait_until, write_config
+from tests.helpers import REPO, load, unique_pdus, wait_until, write_config
 from tests.mosquitto import Mosquitto
 from tests.mqtt_client import Recorder
 
@@ -462,3 +463,58 @@ def test_home_assistant_notify_and_command_buttons(tmp_path: Path, sim: Simulate
     finally:
         daemon.stop()
         ha.close()
+
+
+def test_the_documented_mosquitto_acl_lets_only_named_clients_send(
+        tmp_path: Path, sim: SimulatedModem) -> None:
+    acl = (REPO / "config" / "mosquitto-acl.example").read_text().replace("pi-north", "gw1")
+    (tmp_path / "acl").write_text(acl)
+    passwd = tmp_path / "passwd"
+    for user in ("modemd", "dispatcher", "dashboard"):
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if user == "modemd" else []),
+                        str(passwd), user, f"{user}-secret"], check=True)
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.conf.write_text(broker.conf.read_text().replace(
+        "allow_anonymous true",
+        f"allow_anonymous false\npassword_file {passwd}\nacl_file {tmp_path / 'acl'}"))
+    (tmp_path / "mqtt-password").write_text("modemd-secret\n")
+    with broker:
+        cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                           modems=[{"name": "m1", "port": sim.port}],
+                           mqtt={"host": "127.0.0.1", "port": broker.port, "keepalive": 5,
+                                 "username": "modemd",
+                                 "password_file": str(tmp_path / "mqtt-password")},
+                           extra=send_section())
+        daemon = Daemon(load(cfg))
+        daemon.start()
+        try:
+            sink = daemon.sinks[0]
+            assert isinstance(sink, MqttSink)
+            wait_until(sink.connected.is_set, what="modemd logged in")
+            got: list[dict[str, Any]] = []
+            reader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dispatcher-r")
+            reader.username_pw_set("dispatcher", "dispatcher-secret")
+            reader.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+            reader.connect("127.0.0.1", broker.port)
+            reader.subscribe(STATUS, qos=1)
+            reader.loop_start()
+            time.sleep(0.3)
+            for user, request_id in (("dashboard", "from-dashboard"),
+                                     ("dispatcher", "from-dispatcher")):
+                client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user,
+                                     protocol=mqtt.MQTTv5)
+                client.username_pw_set(user, f"{user}-secret")
+                client.connect("127.0.0.1", broker.port)
+                client.loop_start()
+                client.publish(SEND, json.dumps({"id": request_id, "to": TO, "text": user}),
+                               qos=1).wait_for_publish(10)
+                client.disconnect()
+                client.loop_stop()
+            wait_until(lambda: any(d["id"] == "from-dispatcher" and d["state"] == "delivered"
+                                   for d in got), what="the dispatcher's SMS delivered")
+            reader.disconnect()
+            reader.loop_stop()
+            assert {d["id"] for d in got} == {"from-dispatcher"}
+            assert [s.destination for s in sim.sending.sent] == [TO]
+        finally:
+            daemon.stop()
