@@ -518,3 +518,16 @@ def test_the_documented_mosquitto_acl_lets_only_named_clients_send(
             assert [s.destination for s in sim.sending.sent] == [TO]
         finally:
             daemon.stop()
+
+
+def test_a_request_published_while_modemd_restarts_is_sent_after(
+        tmp_path: Path, sim: SimulatedModem, broker: Mosquitto, statuses: Recorder) -> None:
+    daemon = start(tmp_path, sim, broker)
+    daemon.stop()  # its session stays on the broker
+    publish(broker, {"id": "meanwhile", "to": TO, "text": "while you were out"})
+    daemon = start(tmp_path, sim, broker)
+    try:
+        wait_state(statuses, "meanwhile", "delivered")
+        assert [s.text for s in submits(sim)] == ["while you were out"]
+    finally:
+        daemon.stop()

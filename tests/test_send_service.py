@@ -229,3 +229,18 @@ def test_too_many_parts_refused(store: Store) -> None:
     svc = service(store, max_parts=2)
     doc = svc.accept({"to": TO, "text": "x" * 400})
     assert doc["state"] == "failed" and "3 parts" in doc["error"]
+
+
+def test_two_modems_never_take_the_same_part_and_a_set_stays_on_one(store: Store) -> None:
+    svc = SendService(store, SendConfig(enabled=True, allowed_destinations=["+49*"]),
+                      modems=["m1", "m2"], clock=Clock())
+    svc.accept({"id": "two", "to": TO, "text": "x" * 200})
+    first = svc.next_job("m1")
+    same = svc.next_job("m2")
+    assert first is not None and same is not None and same.sequence == first.sequence
+    assert svc.begin(first, "m1") and not svc.begin(same, "m2")
+    assert svc.next_job("m2") is None  # part 2 waits for part 1, on m1
+    svc.sent(first, "m1", 1)
+    assert svc.next_job("m2") is None
+    second = svc.next_job("m1")
+    assert second is not None and second.sequence == 2

@@ -152,8 +152,9 @@ class SendJobs(Protocol):
 
     def next_job(self, modem: str) -> SendJob | None: ...
 
-    def begin(self, job: SendJob, modem: str) -> None:
-        """Durably mark the part ``sending`` (before anything is written)."""
+    def begin(self, job: SendJob, modem: str) -> bool:
+        """Durably mark the part ``sending`` (before anything is written); False when another
+        worker took it first."""
 
     def sent(self, job: SendJob, modem: str, mr: int | None) -> None: ...
 
@@ -208,7 +209,8 @@ def send_one(execute: Execute, jobs: SendJobs, *, modem: str, mode: str) -> bool
     job = jobs.next_job(modem)
     if job is None:
         return False
-    jobs.begin(job, modem)
+    if not jobs.begin(job, modem):
+        return True  # another modem took it: look again
     try:
         mr = submit_part(execute, job, mode=mode)
     except SubmitError as exc:

@@ -252,9 +252,9 @@ class SendService:
         dcs = build_dcs("gsm7", 0 if row.request.get("flash") else None)
         return first, vp, 0, dcs
 
-    def begin(self, job: SendJob, modem: str) -> None:
+    def begin(self, job: SendJob, modem: str) -> bool:
         with self.store.db.transaction(durable=True) as conn:
-            self.queue.set_part(conn, job.request_id, job.sequence, state="sending", modem=modem)
+            return self.queue.claim(conn, job.request_id, job.sequence, modem)
 
     def sent(self, job: SendJob, modem: str, mr: int | None) -> None:
         now = self.clock()

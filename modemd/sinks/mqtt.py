@@ -33,6 +33,9 @@ from modemd.store.outbox import OutboxRow
 log = logging.getLogger(__name__)
 
 INFLIGHT_RESEND_AFTER = 120.0  # seconds without PUBACK before a row is offered again
+#: seconds the broker keeps modemd's session (and the send requests published meanwhile)
+#: while modemd is away: a restart or an outage of a day loses no request
+SEND_SESSION_EXPIRY = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +157,14 @@ class MqttSink(Sink):
 
     def start(self) -> None:
         s = self.settings
-        self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        if self.on_send_request is not None:
+            # a persistent session: requests published while modemd restarts wait for it
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SEND_SESSION_EXPIRY
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive,
+                                       clean_start=False, properties=props)
+        else:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
         self._client.loop_start()
         super().start()
 
@@ -219,8 +229,16 @@ class MqttSink(Sink):
         try:
             self.on_send_request(bytes(message.payload), response_topic,
                                  bytes(correlation) if correlation is not None else None)
-        except Exception:  # one bad request never stops the network thread
-            log.exception("mqtt: send request could not be handled")
+        except Exception as exc:  # one bad request never stops the network thread
+            log.exception("mqtt: send request could not be stored")
+            # the asker must not take silence for "queued": say so directly (no outbox)
+            try:
+                request_id = json.loads(message.payload).get("id")
+            except (ValueError, AttributeError):
+                request_id = None
+            self._client.publish(self.topics.sms_status, _json({
+                "id": request_id, "state": "failed", "parts": 0, "mr": [],
+                "error": f"not queued: {exc}", "at": None}), qos=1)
 
     def _response_topic_allowed(self, topic: str) -> bool:
         """A reply target must not let a requester publish into modemd's or HA's topics."""

@@ -179,8 +179,9 @@ class SendQueue:
         """The oldest queued request due now for ``modem`` and its next unsent part."""
         conn = self.db.connection()
         row = conn.execute(
-            f"SELECT {_REQUEST_COLUMNS} FROM send_requests WHERE state = 'queued' "
-            "AND next_attempt_at <= ? AND (modem IS NULL OR modem = ?) "
+            f"SELECT {_REQUEST_COLUMNS} FROM send_requests r WHERE state = 'queued' "
+            "AND next_attempt_at <= ? AND (modem IS NULL OR modem = ?) AND NOT EXISTS "
+            "(SELECT 1 FROM send_parts p WHERE p.request_id = r.id AND p.state = 'sending') "
             "ORDER BY created_at, id LIMIT 1", (at, modem)).fetchone()
         if row is None:
             return None
@@ -245,6 +246,21 @@ class SendQueue:
         columns = ", ".join(f"{name} = ?" for name in values)
         conn.execute(f"UPDATE send_parts SET {columns} WHERE request_id = ? AND sequence = ?",
                      (*values.values(), request_id, sequence))
+
+    @staticmethod
+    def claim(conn: sqlite3.Connection, request_id: str, sequence: int, modem: str) -> bool:
+        """Mark a pending part ``sending`` for ``modem``; False if another worker has it.
+
+        The request is pinned to that modem: every part of a set leaves from one number.
+        """
+        cursor = conn.execute(
+            "UPDATE send_parts SET state = 'sending', modem = ? WHERE request_id = ? "
+            "AND sequence = ? AND state = 'pending'", (modem, request_id, sequence))
+        if cursor.rowcount != 1:
+            return False
+        conn.execute("UPDATE send_requests SET modem = ? WHERE id = ? AND modem IS NULL",
+                     (modem, request_id))
+        return True
 
     @staticmethod
     def interrupted(conn: sqlite3.Connection) -> list[str]:
