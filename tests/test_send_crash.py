@@ -16,6 +16,7 @@ from typing import Any
 
 from modemd.simulator import SimulatedModem
 from modemd.simulator.sending import inject_status_report
+from modemd.sms import SmsSubmit, decode_pdu
 from modemd.sms.submit import encode_status_report
 from modemd.store import Store
 from tests.helpers import REPO, DaemonProcess, toml_value, wait_until, write_config
@@ -47,7 +48,8 @@ def request(tmp_path: Path, request_id: str) -> dict[str, Any]:
         row = store.sendq.get(request_id)
         assert row is not None
         parts = store.sendq.parts(request_id)
-        return {"state": row.state, "error": row.error, "mr": [p.mr for p in parts]}
+        return {"state": row.state, "error": row.error, "mr": [p.mr for p in parts],
+                "parts": [p.state for p in parts]}
     finally:
         store.close()
 
@@ -163,5 +165,27 @@ def test_sigkill_after_sent_then_a_late_report_settles_it(tmp_path: Path,
         wait_until(lambda: request(tmp_path, "s1")["state"] == "delivered", timeout=30,
                    what="delivered by the late report")
         assert len(sim.sending.sent) == 1
+    finally:
+        daemon.stop()
+
+
+def test_sigkill_between_the_parts_of_a_set_sends_each_part_once(
+        tmp_path: Path, sim: SimulatedModem) -> None:
+    cfg = config(tmp_path, sim, retry_backoff=2)
+    sim.sending.fail_next(None, 331)  # part 1 goes, part 2 meets "no network service"
+    daemon = DaemonProcess(cfg).start()
+    try:
+        assert cli(cfg, "send", "--to", TO, "--text", "x" * 200, "--id", "p1").returncode == 0
+        wait_until(lambda: request(tmp_path, "p1")["error"] and request(tmp_path, "p1")[
+            "parts"] == ["delivered", "pending"], timeout=30,
+            what="part 1 delivered, part 2 waiting to retry")
+        assert len(sim.sending.sent) == 1
+        daemon.kill()
+        daemon = DaemonProcess(cfg).start()
+        wait_until(lambda: request(tmp_path, "p1")["state"] == "delivered", timeout=30,
+                   what="delivered after restart")
+        decoded = [decode_pdu(s.pdu or b"") for s in sim.sending.sent]
+        assert [m.concat.sequence for m in decoded
+                if isinstance(m, SmsSubmit) and m.concat] == [1, 2]
     finally:
         daemon.stop()

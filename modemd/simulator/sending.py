@@ -53,15 +53,16 @@ class SentMessage:
 class SendingState:
     sent: list[SentMessage] = field(default_factory=list)
     next_mr: int = 0
-    failures: deque[int] = field(default_factory=deque)
+    failures: deque[int | None] = field(default_factory=deque)
     report_status: int | None = 0x00  # TP-ST of the status report sent back; None: none
     report_delay: float = 0.05
     stall: bool = False  # take the PDU, then never answer (until quirk hang is cleared)
     csmp: tuple[int, int, int, int] = (17, 167, 0, 0)
     reports_sent: int = 0
 
-    def fail_next(self, *codes: int) -> None:
-        """Answer the next len(codes) submits with these +CMS ERROR codes, in order."""
+    def fail_next(self, *codes: int | None) -> None:
+        """Answer the next len(codes) submits with these +CMS ERROR codes, in order (None:
+        that one goes through)."""
         self.failures.extend(codes)
 
 
@@ -117,8 +118,9 @@ def _submit_header(pdu: bytes) -> tuple[int, str]:
 
 def _accept(ctx: Context, message: SentMessage) -> Reply:
     state = _state(ctx)
-    if state.failures:
-        return cms_error(ctx, state.failures.popleft())
+    code = state.failures.popleft() if state.failures else None
+    if code is not None:
+        return cms_error(ctx, code)
     state.sent.append(message)
     state.next_mr = (state.next_mr + 1) % 256
     if state.stall:
