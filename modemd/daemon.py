@@ -22,6 +22,7 @@ from modemd.payload.config import ParserRule
 from modemd.payload.engine import PayloadEngine
 from modemd.payload.senders import AllowList
 from modemd.pipeline import Pipeline, Route
+from modemd.send.service import SendService
 from modemd.send.wiring import build_send_service, send_announcements
 from modemd.sinks.base import Sink
 from modemd.sinks.mqtt import MqttSettings, MqttSink
@@ -127,7 +128,7 @@ class Daemon:
         self.sinks: list[Sink] = []
         self.pipeline: Pipeline | None = None
         self.drivers: list[ModemDriver] = []
-        self.sender: Any = None  # modemd.send.service.SendService
+        self.sender: SendService | None = None
         self._stop = threading.Event()
         self._ready_sent = False
         self._last_status = ""

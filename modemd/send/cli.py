@@ -55,7 +55,6 @@ def send(
     from modemd.cli import _load
     from modemd.send.service import status_document
     from modemd.send.wiring import send_service
-    from modemd.store import Store
 
     cfg = _load(config)
     request: dict[str, Any] = {"to": to}
@@ -65,7 +64,7 @@ def send(
             request[key] = value
     if flash:
         request["flash"] = True
-    store = Store(cfg.gateway.state_dir)
+    store = _open(cfg.gateway.state_dir)
     try:
         service = send_service(cfg, store)
         doc = service.accept(request, origin="cli")
@@ -91,6 +90,18 @@ def send(
         store.close()
 
 
+def _open(state_dir: Path) -> Any:
+    """The daemon's store, or exit 1 with the reason (permissions, a full disk ...)."""
+    from modemd.errors import StoreError
+    from modemd.store import Store
+
+    try:
+        return Store(state_dir)
+    except StoreError as exc:
+        typer.echo(f"cannot open the store: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def _show(doc: dict[str, Any], as_json: bool) -> None:
     typer.echo(json.dumps(doc, ensure_ascii=False) if as_json else _line(doc))
 
@@ -104,10 +115,9 @@ def list_requests(
     """Send requests, newest first, with their state."""
     from modemd.cli import _load
     from modemd.send.service import status_document
-    from modemd.store import Store
 
     cfg = _load(config)
-    store = Store(cfg.gateway.state_dir)
+    store = _open(cfg.gateway.state_dir)
     try:
         docs = [status_document(row, store.sendq.parts(row.id))
                 for row in store.sendq.recent(limit=limit)]

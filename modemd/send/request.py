@@ -21,6 +21,7 @@ from modemd.payload.senders import normalise_e164
 
 MAX_ID_LENGTH = 64
 MAX_TEXT_LENGTH = 10_000
+MAX_PAYLOAD = 64 * 1024  # octets of JSON; more is refused before it is parsed
 MIN_VALIDITY = 300.0
 MAX_VALIDITY = 63 * 7 * 86400.0
 _KEYS = frozenset({"id", "to", "text", "data_b64", "port", "modem", "flash", "valid_for"})
@@ -94,6 +95,8 @@ def parse_request(payload: bytes | str | dict[str, Any], *,
                   default_country_code: str | None = None) -> SendRequest:
     """The request in ``payload``; RequestRefused (with the id when it is known) otherwise."""
     if isinstance(payload, bytes | str):
+        if len(payload) > MAX_PAYLOAD:
+            raise RequestRefused(f"the request is larger than {MAX_PAYLOAD} bytes")
         try:
             doc = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -198,7 +198,7 @@ class SendQueue:
         """Parts sent with TP-MR ``mr`` since ``since``, newest first."""
         rows = conn.execute(
             f"SELECT {_PART_COLUMNS} FROM send_parts WHERE mr = ? AND sent_at >= ? "
-            "AND state IN ('sent', 'pending_report') ORDER BY sent_at DESC", (mr, since))
+            "AND state = 'sent' ORDER BY sent_at DESC", (mr, since))
         return [_part_row(r) for r in rows]
 
     @staticmethod
