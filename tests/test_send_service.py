@@ -4,11 +4,14 @@ report matching and reply linking, the +CMS ERROR classification."""
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modemd.config import SendConfig
 from modemd.errors import CommandFailed
@@ -244,3 +247,41 @@ def test_two_modems_never_take_the_same_part_and_a_set_stays_on_one(store: Store
     assert svc.next_job("m2") is None
     second = svc.next_job("m1")
     assert second is not None and second.sequence == 2
+
+
+# --- fuzz: whatever arrives on the request topic, only a refusal or a request comes out -----
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+request_like = st.fixed_dictionaries(
+    {}, optional={"id": json_values | st.text(max_size=70), "to": json_values | st.just(TO),
+                  "text": json_values | st.text(), "data_b64": json_values,
+                  "port": json_values, "flash": json_values, "valid_for": json_values,
+                  "modem": json_values})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(request_like, json_values, st.binary(max_size=200)))
+def test_parse_request_raises_nothing_but_a_refusal(payload: Any) -> None:
+    try:
+        request = parse_request(payload if isinstance(payload, bytes | dict) else
+                                json.dumps(payload))
+    except RequestRefused as exc:
+        assert exc.reason
+    else:
+        assert request.to.lstrip("+").isdigit()
+        assert (request.text is None) != (request.data is None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(request_like)
+def test_accept_always_answers_with_a_status(tmp_path_factory: Any, payload: Any) -> None:
+    store = Store(tmp_path_factory.mktemp("fuzz"))
+    try:
+        doc = service(store).accept(payload)
+        assert doc["state"] in ("queued", "failed")
+        assert doc["state"] == "queued" or doc["error"]
+    finally:
+        store.close()
