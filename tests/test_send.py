@@ -531,3 +531,21 @@ def test_a_request_published_while_modemd_restarts_is_sent_after(
         assert [s.text for s in submits(sim)] == ["while you were out"]
     finally:
         daemon.stop()
+
+
+def test_an_error_instead_of_the_prompt_is_a_failure_not_unknown(
+        tmp_path: Path, sim: SimulatedModem, broker: Mosquitto, statuses: Recorder) -> None:
+    # Many modems answer AT+CMGS=<n> at once with +CMS ERROR (no network, SIM busy), never
+    # giving the "> " prompt: nothing was written, so it is retried, not "unknown".
+    sim.set_quirk("cms_error", {"+CMGS": 331})
+    daemon = start(tmp_path, sim, broker)
+    try:
+        publish(broker, {"id": "noprompt", "to": TO, "text": "try again"})
+        statuses.wait_for(lambda msgs: any(
+            m.json().get("error_code") == 331 for m in msgs if m.topic == STATUS))
+        sim.set_quirk("cms_error", {})
+        wait_state(statuses, "noprompt", "delivered")
+        assert "unknown" not in states_of(statuses, "noprompt")
+        assert daemon.drivers[0].state.recoveries.get("timeout", 0) == 0
+    finally:
+        daemon.stop()

@@ -16,7 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from modemd.errors import CommandFailed, CommandTimeout, ModemdError, TransportError
+from modemd.errors import (
+    CommandFailed,
+    CommandTimeout,
+    ModemdError,
+    PromptTimeout,
+    TransportError,
+)
 from modemd.modem.session import Response
 
 log = logging.getLogger(__name__)
@@ -220,6 +226,11 @@ def send_one(execute: Execute, jobs: SendJobs, *, modem: str, mode: str) -> bool
         log.warning("modem %s: send %s part %d/%d: %s", modem, job.request_id, job.sequence,
                     job.total, error)
         jobs.failed(job, modem, error)
+    except PromptTimeout as exc:
+        # nothing was written: a transient failure; re-raised for the recovery ladder
+        jobs.failed(job, modem, SubmitError(None, f"no prompt for the PDU ({exc})",
+                                            transient=True))
+        raise
     except (CommandTimeout, TransportError) as exc:
         jobs.unknown(job, modem, f"no answer to AT+CMGS ({exc}); not sent again")
         raise
