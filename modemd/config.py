@@ -270,6 +270,13 @@ class SendConfig(_Model):
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
 
+    @field_validator("notify_to")
+    @classmethod
+    def _number(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\+\d{7,15}", value):
+            raise ValueError("an E.164 number such as '+4915112345678'")
+        return value
+
     @field_validator("allowed_destinations")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:

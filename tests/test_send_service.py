@@ -285,3 +285,17 @@ def test_accept_always_answers_with_a_status(tmp_path_factory: Any, payload: Any
         assert doc["state"] == "queued" or doc["error"]
     finally:
         store.close()
+
+
+def test_finished_requests_are_forgotten_after_30_days(store: Store) -> None:
+    clock = Clock()
+    svc = service(store, clock)
+    svc.accept({"id": "old", "to": TO, "text": "x"})
+    send_all(svc, [5])
+    conn = store.db.connection()
+    svc.on_status_report(conn, report(5), clock.now)
+    svc.accept({"id": "waiting", "to": TO, "text": "y"})
+    assert svc.queue.prune(conn, older_than=clock.now - 1) == 0
+    assert svc.queue.prune(conn, older_than=clock.now + 10**9) == 1  # only the finished one
+    assert svc.queue.get("old") is None and svc.queue.parts("old") == []
+    assert svc.queue.get("waiting") is not None

@@ -36,6 +36,8 @@ POLL_INTERVAL = 0.5
 #: TP-ST values that mean "the SC gave up because the validity period ran out"
 _EXPIRED = frozenset({0x46})
 _MAX_BACKOFF = 600.0
+#: finished requests are kept this long (for `modemd sms list`, late reports, replies)
+KEEP_FINISHED = 30 * 86400.0
 
 
 def _iso(ts: float | None) -> str | None:
@@ -106,6 +108,7 @@ class SendService:
         self._lock = threading.Lock()
         self._work_hint = True
         self._next_poll = 0.0
+        self._next_prune = 0.0
         self._reference = int(clock() * 1000) % (1 << config.concat_reference_bits)
 
     # --- accepting ---
@@ -221,6 +224,7 @@ class SendService:
         return False
 
     def next_job(self, modem: str) -> SendJob | None:
+        self._maybe_prune()
         while True:
             found = self.queue.due(modem=modem, at=self.clock())
             if found is None:
@@ -235,12 +239,28 @@ class SendService:
                        pdu=part.pdu, tpdu_length=part.tpdu_length, text=part.text,
                        text_parameters=self._text_parameters(row))
 
+    def _set(self, conn: sqlite3.Connection, request_id: str, **values: Any) -> None:
+        self.queue.set_request(conn, request_id, updated_at=self.clock(), **values)
+
+    def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_prune:
+                return
+            self._next_prune = now + 3600.0
+        keep = max(KEEP_FINISHED, self.config.report_timeout, self.config.reply_window)
+        with self.store.db.transaction() as conn:
+            pruned = self.queue.prune(conn, older_than=self.clock() - keep)
+        if pruned:
+            log.info("send queue: forgot %d finished request(s) older than %.0f days", pruned,
+                     keep / 86400)
+
     def _expire_queued(self, row: SendRow) -> None:
         """A request that waited longer than queue_timeout is not sent any more."""
         reason = (f"not sent within [send] queue_timeout ({self.config.queue_timeout:.0f} s); "
                   f"last error: {row.error or 'none'}")
         with self.store.db.transaction(durable=True) as conn:
-            self.queue.set_request(conn, row.id, state="failed", error=reason)
+            self._set(conn, row.id, state="failed", error=reason)
             self._publish(conn, row.id)
         log.warning("send %s: %s", row.id, reason)
         self.on_published()
@@ -264,7 +284,7 @@ class SendService:
             if job.sequence < job.total:
                 self._hint()  # the next part is due at once
                 return
-            self.queue.set_request(conn, job.request_id, state="sent", sent_at=now)
+            self._set(conn, job.request_id, state="sent", sent_at=now)
             self._publish(conn, job.request_id)
         log.info("send %s: sent (%d part(s)) on %s", job.request_id, job.total, modem)
         self.on_published()
@@ -276,7 +296,7 @@ class SendService:
             self.queue.set_part(conn, job.request_id, job.sequence, state="pending")
             if error.transient and attempts < self.config.retry_attempts:
                 delay = min(self.config.retry_backoff * 2 ** (attempts - 1), _MAX_BACKOFF)
-                self.queue.set_request(conn, job.request_id, attempts=attempts,
+                self._set(conn, job.request_id, attempts=attempts,
                                        next_attempt_at=self.clock() + delay,
                                        error=f"{error} (retrying in {delay:.0f} s)",
                                        error_code=error.code)
@@ -285,7 +305,7 @@ class SendService:
             else:
                 self.queue.set_part(conn, job.request_id, job.sequence, state="failed")
                 gave_up = f" (gave up after {attempts} attempts)" if error.transient else ""
-                self.queue.set_request(conn, job.request_id, attempts=attempts, state="failed",
+                self._set(conn, job.request_id, attempts=attempts, state="failed",
                                        error=f"{error}{gave_up}", error_code=error.code)
                 log.warning("send %s: failed: %s%s", job.request_id, error, gave_up)
             self._publish(conn, job.request_id)
@@ -299,7 +319,7 @@ class SendService:
     def _mark_unknown(self, conn: sqlite3.Connection, request_id: str, reason: str) -> None:
         conn.execute("UPDATE send_parts SET state = 'unknown' WHERE request_id = ? "
                      "AND state = 'sending'", (request_id,))
-        self.queue.set_request(conn, request_id, state="unknown", error=reason,
+        self._set(conn, request_id, state="unknown", error=reason,
                                sent_at=self.clock())
         self._publish(conn, request_id)
         log.warning("send %s: unknown: %s", request_id, reason)
@@ -354,7 +374,7 @@ class SendService:
         else:
             return
         error = None if new == "delivered" else report.status_text
-        self.queue.set_request(conn, row.id, state=new, error=error)
+        self._set(conn, row.id, state=new, error=error)
         self._publish(conn, row.id)
 
     def in_reply_to(self, conn: sqlite3.Connection, sender: str,

@@ -236,7 +236,7 @@ class SendQueue:
 
     @staticmethod
     def set_request(conn: sqlite3.Connection, request_id: str, **values: Any) -> None:
-        values["updated_at"] = now()
+        values.setdefault("updated_at", now())
         columns = ", ".join(f"{name} = ?" for name in values)
         conn.execute(f"UPDATE send_requests SET {columns} WHERE id = ?",
                      (*values.values(), request_id))
@@ -261,6 +261,17 @@ class SendQueue:
         conn.execute("UPDATE send_requests SET modem = ? WHERE id = ? AND modem IS NULL",
                      (modem, request_id))
         return True
+
+    @staticmethod
+    def prune(conn: sqlite3.Connection, *, older_than: float) -> int:
+        """Forget finished requests (and their parts) last changed before ``older_than``."""
+        marks = ",".join("?" * len(FINAL_STATES))
+        ids = [r[0] for r in conn.execute(
+            f"SELECT id FROM send_requests WHERE state IN ({marks}) AND updated_at < ?",
+            (*sorted(FINAL_STATES), older_than))]
+        conn.executemany("DELETE FROM send_parts WHERE request_id = ?", [(i,) for i in ids])
+        conn.executemany("DELETE FROM send_requests WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
 
     @staticmethod
     def interrupted(conn: sqlite3.Connection) -> list[str]:
