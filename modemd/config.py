@@ -258,7 +258,7 @@ class SendConfig(_Model):
     allow_premium: bool = False
     max_parts: int = Field(default=10, ge=1, le=255)
     concat_reference_bits: Literal[8, 16] = 8
-    retry_attempts: int = Field(default=5, ge=1, le=100)
+    retry_attempts: int = Field(default=10, ge=1, le=100)
     retry_backoff: Duration = 10.0
     queue_timeout: Duration = 86400.0
     report_timeout: Duration = 3 * 86400.0
