@@ -178,7 +178,7 @@ class Daemon:
                 modem, journal=store.journal, on_committed=self.pipeline.wake,
                 on_state=self._modem_state, sweep_interval=cfg.gateway.sweep_interval,
                 health_interval=cfg.gateway.health_interval, port_resolver=self.port_resolver,
-                send_jobs=self.sender,
+                send_jobs=self.sender if cfg.send.enabled else None,
             )
             for modem in cfg.modem
         ]

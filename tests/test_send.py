@@ -549,3 +549,35 @@ def test_an_error_instead_of_the_prompt_is_a_failure_not_unknown(
         assert daemon.drivers[0].state.recoveries.get("timeout", 0) == 0
     finally:
         daemon.stop()
+
+
+def test_a_report_stored_in_sr_while_modemd_was_down_is_swept(
+        tmp_path: Path, broker: Mosquitto, statuses: Recorder) -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from modemd.simulator.profiles import sim_profile
+    from modemd.simulator.sending import inject_status_report
+    from modemd.sms.submit import encode_status_report
+
+    profile = dataclasses.replace(sim_profile("simcom_sim7600"),
+                                  cnmi_test="+CNMI: (0-2),(0-3),(0,2),(0,2),(0,1)")
+    with SimulatedModem(profile=profile, capacity=50) as sim:
+        sim.sending.report_status = None  # the report comes while modemd is away
+        daemon = start(tmp_path, sim, broker)
+        try:
+            publish(broker, {"id": "away", "to": TO, "text": "report later"})
+            sent = wait_state(statuses, "away", "sent")
+        finally:
+            daemon.stop()
+        now = datetime.now(UTC).replace(microsecond=0)
+        inject_status_report(sim, encode_status_report(
+            message_reference=sent["mr"][0], recipient=TO, scts=now, discharge_time=now,
+            status=0))
+        assert len(sim.messages("SR")) == 1
+        daemon = start(tmp_path, sim, broker)
+        try:
+            wait_state(statuses, "away", "delivered")
+            wait_until(lambda: sim.messages("SR") == {}, what="SR swept and emptied")
+        finally:
+            daemon.stop()

@@ -382,9 +382,13 @@ class ModemDriver:
         # stored there before init): the sweep reads them all, the chosen one last.
         readable = options[0] if options else (mem1,)
         self._sweep_storages = (
-            *(m for m in readable if m != mem1 and m not in _NOT_MESSAGE_STORAGES), mem1)
+            *(m for m in readable if m != mem1 and m not in self._not_swept()), mem1)
         self.state.storage = mem1
         self._refresh_storage_use()
+
+    def _not_swept(self) -> frozenset[str]:
+        # Sending: delivery reports stored in SR while nobody listened are read by the sweep.
+        return _NOT_MESSAGE_STORAGES - {"SR"} if self.send_jobs else _NOT_MESSAGE_STORAGES
 
     def _choose_notifications(self) -> None:
         line = self._value("AT+CNMI=?", "+CNMI")
