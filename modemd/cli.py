@@ -28,6 +28,7 @@ from modemd.cli_support import (
 )
 from modemd.config import DEFAULT_CONFIG_PATH, Config, load_config
 from modemd.errors import ConfigError, DecodeError, ModemdError, PayloadError
+from modemd.send.cli import sms_app
 from modemd.store_cli import needs_a_person, store_app
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ pdu_app = typer.Typer(help="Work with SMS PDUs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(pdu_app, name="pdu")
 app.add_typer(store_app, name="store")
+app.add_typer(sms_app, name="sms")  # issue 15: modemd/send/cli.py
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Config file (TOML).", envvar="MODEMD_CONFIG")

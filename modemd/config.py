@@ -392,6 +392,48 @@ class StoreConfig(_Model):
         return value
 
 
+class SendConfig(_Model):
+    """``[send]`` (issue 15): nothing is ever sent unless a person turns this on."""
+
+    enabled: bool = False
+    allowed_destinations: list[str] = Field(default_factory=list)  # globs; empty = refuse all
+    max_per_hour: int = Field(default=60, ge=0)
+    modem: str = "auto"
+    status_reports: bool = True
+    reply_window: Duration = 600.0
+    allow_short_codes: bool = False
+    allow_premium: bool = False
+    max_parts: int = Field(default=10, ge=1, le=255)
+    concat_reference_bits: Literal[8, 16] = 8
+    retry_attempts: int = Field(default=10, ge=1, le=100)
+    retry_backoff: Duration = 10.0
+    queue_timeout: Duration = 86400.0
+    report_timeout: Duration = 3 * 86400.0
+    notify_to: str | None = None  # the number Home Assistant's notify entity sends to
+
+    @field_validator("reply_window", "retry_backoff", "queue_timeout", "report_timeout",
+                     mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("notify_to")
+    @classmethod
+    def _number(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\+\d{7,15}", value):
+            raise ValueError("an E.164 number such as '+4915112345678'")
+        return value
+
+    @field_validator("allowed_destinations")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            problem = pattern_problem(pattern)
+            if problem is not None:
+                raise ValueError(f"{problem}: {pattern!r}")
+        return value
+
+
 class Config(_Model):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     modem: list[ModemConfig] = Field(default_factory=list)
@@ -403,6 +445,7 @@ class Config(_Model):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     smpp: list[SmppConfig] = Field(default_factory=list)
+    send: SendConfig = Field(default_factory=SendConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -419,6 +462,12 @@ class Config(_Model):
                 seen.add(name)
         if self.verify.enabled and (self.mqtt is None or not self.mqtt.enabled):
             raise ValueError("[verify] takes its requests over MQTT: it needs [mqtt]")
+        return self
+
+    @model_validator(mode="after")
+    def _send_modem(self) -> Config:
+        if self.send.modem != "auto" and self.send.modem not in {m.name for m in self.modem}:
+            raise ValueError(f"[send] modem {self.send.modem!r} is not a [[modem]] name")
         return self
 
     def file_problems(self, *, skip_credentials: bool = False) -> list[tuple[str, str]]:

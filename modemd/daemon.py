@@ -22,8 +22,11 @@ from modemd.payload.config import ParserRule
 from modemd.payload.engine import PayloadEngine
 from modemd.payload.senders import AllowList
 from modemd.pipeline import Pipeline, Route
+from modemd.send.service import SendService
+from modemd.send.wiring import build_send_service, send_announcements
+from modemd.send.wiring import mqtt_routes as send_mqtt_routes
 from modemd.sinks.base import Sink
-from modemd.sinks.mqtt import MqttSettings, MqttSink, Renderer, Request, RequestHandler, Topics
+from modemd.sinks.mqtt import MqttSettings, MqttSink, Renderer, Request, RequestRoute, Topics
 from modemd.sources.smpp.bind import SmppBind, bind_from_config
 from modemd.store import STORE_FILENAME, Store
 from modemd.store.committer import GroupCommitter
@@ -105,7 +108,8 @@ def build_verifier(config: Config, store: Store) -> Verifier | None:
     return Verifier(store, settings)
 
 
-def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = None) -> list[Sink]:
+def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = None,
+                sender: SendService | None = None) -> list[Sink]:
     sinks: list[Sink] = []
     settings = mqtt_settings(config)
     if settings is not None:
@@ -115,8 +119,8 @@ def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = Non
 
             announce = gateway_discovery_messages(
                 settings.gateway_id, base_topic=settings.base_topic,
-                discovery_prefix=settings.discovery_prefix)
-        requests: dict[str, RequestHandler] = {}
+                discovery_prefix=settings.discovery_prefix) + send_announcements(config)
+        requests: dict[str, RequestRoute] = {}
         renderers: dict[str, Renderer] = {}
         topics = Topics(settings.base_topic, settings.gateway_id)
         if verifier is not None:
@@ -124,8 +128,12 @@ def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = Non
                 verifier.request(request.payload, response_topic=request.response_topic,
                                  correlation=request.correlation)
 
-            requests[topics.under("verify/request")] = verify_request
+            requests[topics.under("verify/request")] = RequestRoute(verify_request)
             renderers[VERIFY_KIND] = verifier.render
+        if sender is not None:
+            send_requests, send_renderers = send_mqtt_routes(sender, topics)
+            requests.update(send_requests)
+            renderers.update(send_renderers)
         sinks.append(MqttSink(store, settings, discovery=announce,
                               known_rules=[rule.name for rule in config.parser],
                               known_modems=[modem.name for modem in config.modem],
@@ -164,6 +172,7 @@ class Daemon:
         self.failure: str | None = None  # why run_forever stopped on its own (exit non-zero)
         self.committer: GroupCommitter | None = None
         self.binds: list[SmppBind] = []
+        self.sender: SendService | None = None
         self._stop = threading.Event()
         self._ready_sent = False
         self._last_status = ""
@@ -180,7 +189,9 @@ class Daemon:
             raise ConfigError(problems)
         self.store = store = open_store(cfg.gateway.state_dir)
         self.verifier = build_verifier(cfg, store)
-        self.sinks = build_sinks(cfg, store, verifier=self.verifier)
+        # built even when sending is off: a request is then answered with its refusal
+        self.sender = build_send_service(cfg, store, on_published=self._send_published)
+        self.sinks = build_sinks(cfg, store, verifier=self.verifier, sender=self.sender)
         engine = None
         discovery = None
         if cfg.parser:
@@ -209,6 +220,7 @@ class Daemon:
             on_enqueued=self._wake_sinks,
             discovery=discovery,
             verifier=self.verifier,
+            send_tracker=self.sender,
         )
         if self.verifier is not None:
             self.verifier.on_result = self._wake_sinks
@@ -217,6 +229,7 @@ class Daemon:
                 modem, journal=store.journal, on_committed=self.pipeline.wake,
                 on_state=self._modem_state, sweep_interval=cfg.gateway.sweep_interval,
                 health_interval=cfg.gateway.health_interval, port_resolver=self.port_resolver,
+                send_jobs=self.sender if cfg.send.enabled else None,
             )
             for modem in cfg.modem
         ]
@@ -243,6 +256,11 @@ class Daemon:
             driver.start()
         log.info("modemd started: gateway %s, %d modem(s), sinks: %s", cfg.gateway.id,
                  len(self.drivers), ", ".join(s.name for s in self.sinks) or "none")
+
+    def _send_published(self) -> None:
+        self._wake_sinks()
+        for driver in self.drivers:
+            driver.wake()
 
     def _wake_sinks(self) -> None:
         for sink in self.sinks:

@@ -43,6 +43,10 @@ class CommandTimeout(ATError):
         super().__init__(f"{command!r}: no final result within {timeout:.1f}s")
 
 
+class PromptTimeout(CommandTimeout):
+    """No "> " prompt came for AT+CMGS/CMGW within the timeout: the data was not written."""
+
+
 class CommandFailed(ATError):
     """A command ended with ERROR, +CME ERROR or +CMS ERROR."""
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modemd.clock import Clock, SystemClock
 from modemd.errors import DecodeError, PayloadError, StoreError
@@ -46,6 +46,16 @@ STALL_AFTER = 60.0
 Discovery = Callable[[Any], list[tuple[str, dict[str, Any]]]]
 #: told of each SMPP delivery receipt inside the transaction that publishes it (for [send])
 ReceiptHook = Callable[[sqlite3.Connection, str, SmppReceipt], None]
+
+
+class SendTracker(Protocol):
+    """What sending (modemd.send.service) adds to received messages (issue 15)."""
+
+    def on_status_report(self, conn: sqlite3.Connection, report: SmsStatusReport,
+                         received_at: float) -> str | None: ...
+
+    def in_reply_to(self, conn: sqlite3.Connection, sender: str,
+                    received_at: float) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +131,10 @@ class Pipeline:
         verifier: Verifier | None = None,
         clock: Clock | None = None,
         stall_after: float = STALL_AFTER,
+        send_tracker: SendTracker | None = None,
     ) -> None:
         self.store = store
+        self.send_tracker = send_tracker
         self.routes = tuple(routes)
         self.engine = engine
         self.senders = senders or AllowList({})
@@ -272,6 +284,10 @@ class Pipeline:
             return
         if isinstance(message, SmsStatusReport):
             doc = self._status_report_document(record, message)
+            if self.send_tracker is not None:
+                send_id = self.send_tracker.on_status_report(conn, message, record.received_at)
+                if send_id is not None:
+                    doc["send_id"] = send_id
             self._deliver_sms(conn, record.raw_id, record, doc, sender=doc["recipient"],
                               sent_at=doc["sent_at"])
             journal.mark(conn, record.raw_id, state="done", msg_id=record.raw_id)
@@ -372,6 +388,11 @@ class Pipeline:
         if late_for is not None:
             doc["late_for"] = late_for
         doc.update(_source_fields(first_record))
+        if self.send_tracker is not None:
+            reply_to = self.send_tracker.in_reply_to(conn, doc["sender"],
+                                                     first_record.received_at)
+            if reply_to is not None:
+                doc["in_reply_to"] = reply_to
         head = messages[0]
         ports = head.ports
         for rec in records:

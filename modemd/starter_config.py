@@ -120,6 +120,12 @@ def starter_config(ports: Sequence[str], *, gateway_id: str | None = None) -> st
         "max_rows = 200000                 # per sink, while MQTT / the store is unreachable",
         'max_age = "30d"                   # older undelivered rows are dropped (and counted)',
         "",
+        "# Sending SMS (modemd/<gw>/sms/send, `modemd sms send`): off until you enable it.",
+        "[send]",
+        "enabled = false",
+        'allowed_destinations = []         # EDIT: e.g. ["+49151*"]; empty refuses all',
+        "max_per_hour = 60",
+        "",
     ]
     return "\n".join(lines)
 

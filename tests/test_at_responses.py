@@ -482,6 +482,7 @@ def test_parse_cnmi_test_rejects(line: str) -> None:
         (((0, 1), (0, 1), (0,), (0,), (0,)), True, "1,1,0,0,0"),  # no direct delivery offered
         (((1, 2), (0, 2)), False, "2,2"),  # only +CMT offered
         (((2,), (1,), (0,), (2,)), False, "2,1,0,2"),  # <ds>: only +CDSI
+        (((2,), (1,), (0,), (0, 2)), False, "2,1,0,2"),  # +CDSI rather than no reports
         (((2,), (1,), (), (1,)), False, "2,1"),  # left off from the first empty group
         (((3,), (3,), (2,), (0,), (1,)), False, "3,3,2,0,1"),
     ],

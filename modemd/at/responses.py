@@ -552,10 +552,11 @@ def choose_cnmi(options: Sequence[Sequence[int]], *, prefer_direct: bool = False
 
     <mode> 2 (buffer in the TA while the link is busy), else 1, else 3; <mt> 1 (store, then
     ``+CMTI``), or 2 (``+CMT`` direct delivery) when ``prefer_direct`` and offered (and
-    when 1 is not); <bm> 0; <ds> 1 (status reports as ``+CDS``) if offered, else 0;
-    <bfr> 0 (flush buffered indications). Parameters the modem does not list are left off
-    (from the first empty one). Raises :class:`ResponseParseError` if the modem offers no
-    mode or no <mt> that forwards new-message indications.
+    when 1 is not); <bm> 0; <ds> 1 (status reports as ``+CDS``) if offered, else 2
+    (stored, then ``+CDSI``), else 0; <bfr> 0 (flush buffered indications). Parameters the
+    modem does not list are left off (from the first empty one). Raises
+    :class:`ResponseParseError` if the modem offers no mode or no <mt> that forwards
+    new-message indications.
     """
     what = ",".join("(" + ",".join(map(str, g)) + ")" for g in options)
     if len(options) < 2:
@@ -565,7 +566,7 @@ def choose_cnmi(options: Sequence[Sequence[int]], *, prefer_direct: bool = False
     if mode is None or mt is None:
         raise ResponseParseError("no <mode>/<mt> that forwards SMS indications", line=what)
     chosen = [mode, mt]
-    for offered, preferred in zip(options[2:5], ((0,), (1, 0), (0,)), strict=False):
+    for offered, preferred in zip(options[2:5], ((0,), (1, 2, 0), (0,)), strict=False):
         if not offered:
             break
         value = _pick(offered, preferred)

@@ -40,6 +40,7 @@ from modemd.modem.profiles import (
     detect_profile,
     profile_named,
 )
+from modemd.modem.sending import SendJobs, send_one
 from modemd.modem.session import ATSession, Response
 from modemd.modem.state import ModemIdentity, ModemState
 from modemd.sinks.base import Backoff
@@ -54,6 +55,9 @@ ALL_URC_PREFIXES = tuple(
     dict.fromkeys([*DEFAULT_URC_PREFIXES, *(u for p in PROFILES for u in p.extra_urcs)])
 )
 
+
+# Put on the URC queue to end the worker's idle wait at once (a send was queued).
+_WAKE = Urc("")
 
 # Broadcast and status-report storages hold no SMS-DELIVER for us to sweep.
 _NOT_MESSAGE_STORAGES = frozenset({"BM", "SR"})
@@ -85,6 +89,7 @@ class ModemDriver:
         health_interval: float = 60.0,
         port_resolver: Callable[[ModemConfig], str | None] | None = None,
         max_backoff: float = 30.0,
+        send_jobs: SendJobs | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -113,6 +118,7 @@ class ModemDriver:
         self.garbage_lines = 0
         self._beat = time.monotonic()  # the worker's last sign of progress, for stalled()
         self.stall_after = max(120.0, 4 * self.timeout + max_backoff)
+        self.send_jobs = send_jobs
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -129,6 +135,10 @@ class ModemDriver:
             session.close()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Look for send work now rather than after the idle wait."""
+        self._urcs.put(_WAKE)
 
     @property
     def alive(self) -> bool:
@@ -384,9 +394,13 @@ class ModemDriver:
         # stored there before init): the sweep reads them all, the chosen one last.
         readable = options[0] if options else (mem1,)
         self._sweep_storages = (
-            *(m for m in readable if m != mem1 and m not in _NOT_MESSAGE_STORAGES), mem1)
+            *(m for m in readable if m != mem1 and m not in self._not_swept()), mem1)
         self.state.storage = mem1
         self._refresh_storage_use()
+
+    def _not_swept(self) -> frozenset[str]:
+        # Sending: delivery reports stored in SR while nobody listened are read by the sweep.
+        return _NOT_MESSAGE_STORAGES - {"SR"} if self.send_jobs else _NOT_MESSAGE_STORAGES
 
     def _choose_notifications(self) -> None:
         line = self._value("AT+CNMI=?", "+CNMI")
@@ -418,8 +432,14 @@ class ModemDriver:
             except queue.Empty:
                 urc = None
             try:
-                if urc is not None:
+                if urc is not None and urc is not _WAKE:
                     self._handle_urc(urc)
+                # --- sending (issue 15): at most one AT+CMGS between receive work items, and
+                # only when no receive work waits, so receiving keeps priority.
+                elif self.send_jobs is not None and self._urcs.empty() and \
+                        self.send_jobs.wanted(self.config.name):
+                    self._send_one()
+                # ---
                 now = time.monotonic()
                 if now >= self._next_sweep:
                     self.sweep()
@@ -427,6 +447,14 @@ class ModemDriver:
                     self.poll_health()
             except CommandTimeout as exc:
                 self._recover(exc)
+
+    def _send_one(self) -> None:
+        session = self._session
+        if session is None or self.send_jobs is None:
+            return
+        if send_one(session.execute, self.send_jobs, modem=self.config.name,
+                    mode=self.state.mode or "pdu"):
+            self._urcs.put(_WAKE)  # maybe more: look again after the receive work
 
     def _handle_urc(self, urc: Urc) -> None:
         name = urc.name
@@ -501,12 +529,14 @@ class ModemDriver:
             log.warning("modem %s: delete of index %d failed: %s", self.config.name, index, exc)
 
     def _take_direct(self, urc: Urc) -> None:
-        if urc.body is None:
+        # a text-mode +CDS is one line: the report's fields are its arguments
+        text_report = urc.name == "+CDS" and self.state.mode == "text"
+        if urc.body is None and not text_report:
             log.warning("modem %s: %s without its body line; sweeping", self.config.name,
                         urc.name)
             self.sweep()
             return
-        if self.state.mode == "pdu":
+        if self.state.mode == "pdu" and urc.body is not None:
             mode, raw = self._pdu_record(urc.body)
         else:
             mode, raw = "text", _text_record(urc.args, urc.body)

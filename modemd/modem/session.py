@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from modemd.at.events import ATEvent, FinalResult, Garbage, InfoLine, Prompt, Urc
 from modemd.at.parser import ATParser
-from modemd.errors import CommandFailed, CommandTimeout, TransportError
+from modemd.errors import CommandFailed, CommandTimeout, PromptTimeout, TransportError
 from modemd.transport import SerialTransport
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,16 @@ class ATSession:
             try:
                 self.transport.write(command.encode("latin-1") + b"\r")
                 if data is not None:
-                    if not pending.done.wait(timeout) or not pending.prompt:
-                        raise CommandTimeout(command, timeout)
-                    pending.done.clear()
-                    self.transport.write(data + b"\x1a")
+                    if not pending.done.wait(timeout):
+                        # No prompt: nothing was written. ESC ends a prompt that comes late,
+                        # so the next command is not taken as the PDU.
+                        with self._state_lock:
+                            self._parser.command_aborted()
+                        self.transport.write(b"\x1b")
+                        raise PromptTimeout(command, timeout)
+                    if pending.prompt:  # else the final result came instead (an error)
+                        pending.done.clear()
+                        self.transport.write(data + b"\x1a")
                 if not pending.done.wait(timeout):
                     with self._state_lock:
                         self._parser.command_aborted()

@@ -392,6 +392,10 @@ class DeviceSpec(_Frozen):
     model: Label | None = None
     manufacturer: Label | None = None
     area: Label | None = None
+    #: named SMS commands (issue 15): Home Assistant buttons that send them to the device
+    commands: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+                   Annotated[str, Field(min_length=1, max_length=1600)]] = Field(
+        default_factory=dict)
 
 
 class ParserRule(_Frozen):

@@ -66,10 +66,15 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class PromptRequest:
-    """AT+CMGW=<length>[,<stat>] waits for a PDU ended by Ctrl-Z after a "> " prompt."""
+    """AT+CMGW=<length>[,<stat>] waits for a PDU ended by Ctrl-Z after a "> " prompt.
+
+    ``finish`` answers what came (None: AT+CMGW's :func:`finish_cmgw`); AT+CMGS sets its own.
+    """
 
     length: int
     status: int
+    finish: Callable[[Context, PromptRequest, str], Reply] | None = None
+    destination: str = ""  # text-mode AT+CMGS="<da>"
 
 
 @dataclass(slots=True)

@@ -44,6 +44,7 @@ from modemd.simulator.pdu_text import as_pdu, text_record, to_hex, tpdu_length
 from modemd.simulator.profiles import SimProfile, sim_profile
 from modemd.simulator.pty_port import PortLink, PtyPort
 from modemd.simulator.quirks import GARBAGE, Quirks, checked_value
+from modemd.simulator.sending import SendingState
 from modemd.simulator.state import PIN_READY, PIN_SIM_PIN, ModemState
 from modemd.simulator.storage import Storage
 
@@ -130,6 +131,7 @@ class SimulatedModem:
         self._cmt_queue: deque[bytes] = deque()
         self._cmt_outstanding = False
         self._cmt_token = 0
+        self.sending = SendingState()  # AT+CMGS: what was sent, injected errors, reports
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -771,7 +773,7 @@ class SimulatedModem:
             with self._lock:
                 if self._state.echo:
                     self._write(text.encode("latin-1"))
-                reply = finish_cmgw(self, request, text)
+                reply = (request.finish or finish_cmgw)(self, request, text)
             self._answer([reply])
         elif byte == 0x1B:  # ESC: cancel
             self._prompt = None

@@ -68,8 +68,20 @@ class Request:
     correlation: bytes | None = None
 
 
-#: Takes a request; durable before it returns (the broker's PUBACK follows it).
-RequestHandler = Callable[[Request], None]
+@dataclass(frozen=True, slots=True)
+class RequestRoute:
+    """What takes the requests of one topic.
+
+    ``handle`` stores the request before it returns (the broker's PUBACK follows it).
+    ``refuse``, when ``handle`` raised (the store is full or gone), gives the answer to publish
+    at once, without the outbox: (topic, document), so the asker never takes silence for
+    acceptance.
+    """
+
+    handle: Callable[[Request], None]
+    refuse: Callable[[Request, Exception], tuple[str, Any]] | None = None
+
+
 #: An outbox row's body of a plugged-in kind → (topic, document, MQTT 5 correlation data).
 Renderer = Callable[[dict[str, Any]], tuple[str, Any, bytes | None]]
 
@@ -99,6 +111,14 @@ class Topics:
     def under(self, suffix: str) -> str:
         return f"{self.root}/{suffix}"
 
+    @property
+    def sms_send(self) -> str:
+        return f"{self.root}/sms/send"
+
+    @property
+    def sms_status(self) -> str:
+        return f"{self.root}/sms/status"
+
 
 class MqttSink(Sink):
     name = "mqtt"
@@ -108,7 +128,7 @@ class MqttSink(Sink):
                  discovery: Sequence[tuple[str, dict[str, Any]]] = (),
                  known_rules: Collection[str] | None = None,
                  known_modems: Collection[str] | None = None,
-                 requests: Mapping[str, RequestHandler] | None = None,
+                 requests: Mapping[str, RequestRoute] | None = None,
                  renderers: Mapping[str, Renderer] | None = None) -> None:
         """``discovery``: Home Assistant configs announced on every connection (the gateway).
 
@@ -137,7 +157,7 @@ class MqttSink(Sink):
         self._connection_epoch = 0
         self._closing = False
         self._seen_epoch = 0
-        self._requests: dict[str, RequestHandler] = dict(requests or {})
+        self._requests: dict[str, RequestRoute] = dict(requests or {})
         self._renderers: dict[str, Renderer] = dict(renderers or {})
         self.kinds = type(self).kinds | frozenset(self._renderers)
         self._client = self._make_client()
@@ -226,27 +246,44 @@ class MqttSink(Sink):
         self.wake()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        handler = self._requests.get(message.topic)
-        if handler is not None:
-            if message.retain:
-                log.warning("mqtt: ignoring a retained request on %s (requests must not be "
-                            "retained: it would run again at every connection)", message.topic)
-                return
-            props = message.properties
-            response_topic = getattr(props, "ResponseTopic", None) if props else None
-            correlation = getattr(props, "CorrelationData", None) if props else None
-            try:
-                handler(Request(topic=message.topic, payload=bytes(message.payload),
-                                response_topic=response_topic or None,
-                                correlation=bytes(correlation) if correlation else None))
-            except Exception:  # one bad request must not take the MQTT client thread down
-                log.exception("mqtt: handling a request on %s failed", message.topic)
+        route = self._requests.get(message.topic)
+        if route is not None:
+            self._take_request(route, message)
             return
         if message.topic == f"{self.settings.discovery_prefix}/status" and \
                 message.payload.strip() == b"online":
             log.info("mqtt: Home Assistant restarted; discovery will be sent again")
             self._connection_epoch += 1
             self.wake()
+
+    def _take_request(self, route: RequestRoute, message: mqtt.MQTTMessage) -> None:
+        if message.retain:
+            log.warning("mqtt: ignoring a retained request on %s (requests must not be "
+                        "retained: it would run again at every connection)", message.topic)
+            return
+        props = message.properties
+        response_topic = getattr(props, "ResponseTopic", None) if props else None
+        correlation = getattr(props, "CorrelationData", None) if props else None
+        if response_topic and not self._response_topic_allowed(response_topic):
+            log.warning("mqtt: request on %s with response topic %r: refused as a reply "
+                        "target", message.topic, response_topic)
+            response_topic = None
+        request = Request(topic=message.topic, payload=bytes(message.payload),
+                          response_topic=response_topic or None,
+                          correlation=bytes(correlation) if correlation else None)
+        try:
+            route.handle(request)
+        except Exception as exc:  # one bad request must not take the MQTT client thread down
+            log.exception("mqtt: a request on %s could not be taken", message.topic)
+            if route.refuse is not None:
+                topic, document = route.refuse(request, exc)
+                self._client.publish(topic, _json(document), qos=1)
+
+    def _response_topic_allowed(self, topic: str) -> bool:
+        """A reply target must not let a requester publish into modemd's or HA's topics."""
+        reserved = (self.settings.base_topic + "/", self.settings.discovery_prefix + "/")
+        return bool(topic) and not any(c in topic for c in "#+\0") and \
+            not topic.startswith(reserved) and not topic.startswith("$")
 
     # --- the sink thread -------------------------------------------------------------------------
 

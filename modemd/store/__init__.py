@@ -8,6 +8,7 @@ from modemd.store.announced import AnnouncedTopics
 from modemd.store.database import Database
 from modemd.store.journal import CommitResult, Journal, JournalRecord, raw_id_for, set_id_for
 from modemd.store.outbox import Outbox, OutboxRow, SinkStats
+from modemd.store.sendq import SendQueue
 
 STORE_FILENAME = "modemd.sqlite3"
 
@@ -21,6 +22,7 @@ class Store:
         self.journal = Journal(self.db)
         self.outbox = Outbox(self.db)
         self.announced = AnnouncedTopics(self.db)
+        self.sendq = SendQueue(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -33,6 +35,7 @@ __all__ = [
     "JournalRecord",
     "Outbox",
     "OutboxRow",
+    "SendQueue",
     "SinkStats",
     "Store",
     "raw_id_for",

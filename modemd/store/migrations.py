@@ -185,12 +185,19 @@ def _verify_tables(conn: sqlite3.Connection) -> None:
     migrate_verify(conn)
 
 
+def _send_tables(conn: sqlite3.Connection) -> None:
+    from modemd.store.sendq import migrate_send
+
+    migrate_send(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "the original schema (meta.schema_version = 1)", V1_SCHEMA),
     Migration(2, "indexes for the CLI, outbox counts, store clock marks", _v2),
     Migration(3, "journal attempts; parts measured on boot and monotonic clocks",
               _pipeline_columns),
     Migration(4, "verification challenges", _verify_tables),
+    Migration(5, "the send queue: requests and their parts", _send_tables),
 ]
 
 
