@@ -23,6 +23,7 @@ from collections.abc import Callable
 from modemd.at import responses as at
 from modemd.at.events import Garbage, Urc
 from modemd.at.parser import DEFAULT_URC_PREFIXES
+from modemd.backoff import Backoff
 from modemd.config import ModemConfig
 from modemd.errors import (
     ATError,
@@ -42,7 +43,6 @@ from modemd.modem.profiles import (
 )
 from modemd.modem.session import ATSession, Response
 from modemd.modem.state import ModemIdentity, ModemState
-from modemd.sinks.base import Backoff
 from modemd.store.journal import Journal, RecordMode
 from modemd.transport import SerialTransport
 
