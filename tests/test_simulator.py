@@ -123,7 +123,7 @@ def test_identity_answers_per_profile(name: str) -> None:
             iccid = profile.iccid_commands[0]
             answer = host.lines("AT" + iccid.command)
             assert answer[-1] == "OK"
-            assert answer[0].startswith(iccid.prefix) and "8949011234567890123" in answer[0]
+            assert answer[0].startswith(iccid.prefix) and "8949011234567890126" in answer[0]
             assert host.lines("AT+CPMS=?") == [profile.cpms_test, "OK"]
             assert host.lines("AT+CNMI=?") == [profile.cnmi_test, "OK"]
         finally:
@@ -133,12 +133,12 @@ def test_identity_answers_per_profile(name: str) -> None:
 def test_sim800_answers_iccid_bare_and_huawei_refuses_unknown_its_way() -> None:
     with SimulatedModem(profile="sim800") as sim:
         host = Host(sim.port)
-        assert host.lines("AT+CCID") == ["8949011234567890123", "OK"]
+        assert host.lines("AT+CCID") == ["8949011234567890126", "OK"]
         assert host.lines("AT+QCCID") == ["ERROR"]
         host.close()
     with SimulatedModem(profile="huawei_e3372") as sim:
         host = Host(sim.port)
-        assert host.lines("AT^ICCID?") == ['^ICCID: "8949011234567890123"', "OK"]
+        assert host.lines("AT^ICCID?") == ['^ICCID: "8949011234567890126"', "OK"]
         assert host.lines("AT+WIND?") == ["COMMAND NOT SUPPORT"]
         host.close()
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
+
+
+class Phase(StrEnum):
+    """Where a modem's worker is (bellows' NcpState): each phase runs its table of steps."""
+
+    STOPPED = "stopped"
+    CONNECTING = "connecting"  # opening the port
+    INITIALISING = "initialising"  # the init steps (sync, SIM, identity, mode, storage, CNMI)
+    SERVING = "serving"  # receiving: URCs, sweeps, health polls
+    RECOVERING = "recovering"  # climbing the recovery ladder after a timeout
+    OFFLINE = "offline"  # waiting to reconnect (backoff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +27,7 @@ class ModemIdentity:
     imei: str | None = None
     imsi: str | None = None
     iccid: str | None = None
+    iccid_problem: str | None = None  # the modem said something that is not an ICCID
 
 
 @dataclass
@@ -35,6 +48,9 @@ class ModemState:
     rssi_dbm: int | None = None
     ber: int | None = None
     lte_quality: str | None = None
+    sim: str | None = None  # "READY", "SIM PIN2", ... as AT+CPIN? said; None: not read
+    delivery: str | None = None  # "direct" (+CMT, acknowledged) or "store" (+CMTI), as set
+    phase: Phase = Phase.STOPPED
     last_error: str | None = None
     received: int = 0
     recoveries: dict[str, int] = field(default_factory=dict)
@@ -52,6 +68,10 @@ class ModemState:
             "imei": ident["imei"],
             "imsi": ident["imsi"],
             "iccid": ident["iccid"],
+            "iccid_problem": ident["iccid_problem"],
+            "sim": self.sim,
+            "delivery": self.delivery,
+            "phase": self.phase.value,
             "manufacturer": ident["manufacturer"],
             "model": ident["model"],
             "revision": ident["revision"],

@@ -46,6 +46,7 @@ from modemd.simulator.pty_port import PortLink, PtyPort
 from modemd.simulator.quirks import GARBAGE, Quirks, checked_value
 from modemd.simulator.state import PIN_READY, PIN_SIM_PIN, ModemState
 from modemd.simulator.storage import Storage
+from modemd.transport.base import LoopbackTransport
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class SimulatedModem:
         profile: str | SimProfile = "generic",
         imei: str = "356938035643809",
         imsi: str = "262011234567890",
-        iccid: str = "8949011234567890123",
+        iccid: str = "8949011234567890126",
         capacity: int | Mapping[str, int] = 30,
         link_path: str | os.PathLike[str] | None = None,
         pin: str | None = None,
@@ -81,7 +82,12 @@ class SimulatedModem:
         cnma_timeout: float = 2.0,
         reset_silence: float = 0.3,
         signal: tuple[int, int] = (20, 99),
+        loopback: bool = False,
+        seed: int | None = None,
     ) -> None:
+        self._loopback = loopback
+        self._loop: LoopbackTransport | None = None
+        self.random = random.Random(seed)
         self._profile = profile if isinstance(profile, SimProfile) else sim_profile(profile)
         self._identity = Identity(imei=imei, imsi=imsi, iccid=iccid)
         self._pin = pin
@@ -192,11 +198,20 @@ class SimulatedModem:
     @property
     def port(self) -> str:
         """The path a host opens: ``link_path`` when given, else the current pty slave."""
+        if self._loopback:
+            return f"loopback:{self._profile.name}"
         if self._link is not None:
             return str(self._link.path)
         if self._slave_path is None:
             raise SimulatorError("the simulated modem is not started")
         return self._slave_path
+
+    def transport(self, port: str = "") -> LoopbackTransport:
+        """The in-process port of a ``loopback=True`` modem (the host side), for
+        ``ModemDriver(transport_factory=sim.transport)``: no pty, no file descriptor."""
+        if self._loop is None:
+            raise SimulatorError("not a loopback modem, or unplugged")
+        return self._loop
 
     @property
     def slave_path(self) -> str | None:
@@ -425,7 +440,7 @@ class SimulatedModem:
     def _online(self) -> bool:
         """Would the modem write to the host now?"""
         return (
-            self._port is not None
+            (self._port is not None or self._loop is not None)
             and not self._vanished
             and not self.quirks.hang
             and time.monotonic() >= self._silent_until
@@ -554,6 +569,9 @@ class SimulatedModem:
     # -- internals: the pty ----------------------------------------------------------------
 
     def _open_port(self, avoid: str | None) -> None:
+        if self._loopback:
+            self._loop = LoopbackTransport(self._from_host, port=self.port)
+            return
         port = PtyPort.open(avoid_path=avoid)
         self._port = port
         self._slave_path = port.slave_path
@@ -565,7 +583,15 @@ class SimulatedModem:
                 self._port = None
                 raise
 
+    def _from_host(self, data: bytes) -> None:
+        with self._lock:
+            if self._loop is not None and not self._stopped:
+                self._feed(data)
+
     def _close_port(self) -> None:
+        if self._loop is not None:
+            self._loop.vanish()
+            self._loop = None
         if self._link is not None:
             self._link.remove()
         if self._port is not None:
@@ -574,7 +600,7 @@ class SimulatedModem:
         self._outbuf.clear()
 
     def _do_vanish(self) -> None:
-        if self._vanished or self._port is None:
+        if self._vanished or (self._port is None and self._loop is None):
             return
         self._vanished = True
         self._settle_cmts()
@@ -594,6 +620,9 @@ class SimulatedModem:
         return self.port
 
     def _write(self, data: bytes) -> None:
+        if self._loop is not None and data:
+            self._loop.deliver(data)
+            return
         if self._port is None or not data:
             return
         self._outbuf += data
