@@ -42,6 +42,9 @@ class Answer:
     ``dialling``: ``NO CARRIER``/``BUSY``/``NO ANSWER`` end this command (ATD, ATA);
     for any other command they are call events.
     ``prompt``: the command expects the ``> `` prompt (AT+CMGS, AT+CMGW).
+    ``strict``: a free-text answer still refuses a ``+NAME: ...``-style line whose name it
+    does not declare (an unknown vendor URC); text without such a prefix cannot be told from
+    the answer and is taken (an identity string may be any text).
     """
 
     prefixes: tuple[str, ...] = ()
@@ -50,6 +53,7 @@ class Answer:
     entries: EntryBody | None = None
     dialling: bool = False
     prompt: bool = False
+    strict: bool = True  # free text refuses "+NAME: ..." lines of other commands (unsolicited)
 
     def bare_pattern(self) -> re.Pattern[str] | None:
         return None if self.bare is None else _compiled(self.bare)

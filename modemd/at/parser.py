@@ -155,6 +155,10 @@ _LINE_END: Final = re.compile(rb"[\r\n]")
 #: After the prompt the modem may echo the PDU/text ending in Ctrl-Z (send) or ESC (cancel).
 _DATA_END: Final = re.compile(rb"[\r\n\x1a\x1b]")
 _CR_LF: Final[bytes] = b"\r\n"
+#: A "+NAME: ..." line (any sigil): in a strict free-text answer, another command's line.
+_FOREIGN_PREFIX: Final = re.compile(r"[+^*#$%!&][A-Za-z0-9_]+\s*:")
+#: What an unsolicited line looks like where a PDU line is due: a name and a colon, or words.
+_URC_LIKE: Final = re.compile(r"[+^*#$%!&]?[A-Za-z][A-Za-z0-9_ -]*:.*|\S+( \S+)+")
 _PROMPT_BYTE: Final[int] = ord(">")
 
 
@@ -176,6 +180,9 @@ def _final_result(text: str) -> FinalResult | None:
 
 def _name(prefix: str) -> str:
     return prefix.strip().rstrip(":").rstrip()
+
+
+_OUTSIDE: Final = Answer(free_text=True, strict=False)
 
 
 @dataclass(slots=True)
@@ -244,7 +251,7 @@ class ATParser:
         self._pending: Urc | None = None  # two-line URC waiting for its body
         self._body: _Body | None = None  # the body an entry header or a URC announced
         self._command: str | None = None
-        self._answer = Answer(free_text=True)
+        self._answer = _OUTSIDE
         self._bare: re.Pattern[str] | None = None
         self._response_names: frozenset[str] = frozenset()
         self._prompted = False
@@ -275,8 +282,8 @@ class ATParser:
         """
         if answer is None:
             answer = Answer(prefixes=tuple(response_prefixes), free_text=True,
-                            prompt=expects_prompt,
-                            dialling=_is_dialling(command))
+                            prompt=expects_prompt, dialling=_is_dialling(command),
+                            strict=False)
         self._command = command.strip().casefold()
         self._answer = answer
         self._bare = answer.bare_pattern()
@@ -292,7 +299,7 @@ class ATParser:
 
     def _end_command(self) -> None:
         self._command = None
-        self._answer = Answer(free_text=True)
+        self._answer = _OUTSIDE
         self._bare = None
         self._response_names = frozenset()
         self._prompted = False
@@ -415,7 +422,7 @@ class ATParser:
 
     def _belongs(self, text: str) -> bool:
         if self._answer.free_text:
-            return True
+            return not (self._answer.strict and _FOREIGN_PREFIX.match(text))
         return self._bare is not None and self._bare.fullmatch(text) is not None
 
     def _is_answer_header(self, text: str) -> bool:
@@ -440,7 +447,7 @@ class ATParser:
 
     def _take_framed_body(self, body: _Body, line: str) -> None:
         """A line of a body whose length the header gave: text, whatever it looks like."""
-        if not body.lines and not line.strip():
+        if not body.lines and not line:
             return  # the blank line some modems put between the header and the text
         body.lines.append(line)
         if body.urc is None:
@@ -454,6 +461,12 @@ class ATParser:
 
     def _take_unframed_body(self, body: _Body, line: str) -> None:
         """A PDU line, or text without a length (up to the next header or final result)."""
+        if not body.content_framed and _URC_LIKE.fullmatch(line.strip()):
+            # "NAME: ..." or words with spaces where a PDU (hex) should be: an unknown
+            # unsolicited line, not this entry's PDU, which may still follow.
+            self._garbage(line.strip().encode("latin-1"),
+                          f"unsolicited line during {self._command}")
+            return
         self._seen_response = True
         if body.content_framed:
             body.lines.append(line)

@@ -176,6 +176,7 @@ class ModemDriver:
         self._primary_storage: str | None = None
         self._sweep_storages: tuple[str, ...] = ()
         self._store_cnmi: str | None = None  # the CNMI setting that stores (for stop)
+        self._degraded: str | None = None  # what works, but not as configured
         self._next_sweep = 0.0
         self._next_health = 0.0
         self._beat = time.monotonic()  # the worker's last sign of life
@@ -349,7 +350,7 @@ class ModemDriver:
                              f"configured {self.config.imei or self.config.iccid}")
         self._wrong_modem = False
         self.state.online = True
-        self.state.last_error = None
+        self.state.last_error = self._degraded  # said until it changes, e.g. no direct mode
         log.info(
             "modem %s online: %s %s IMEI %s, %s mode, storage %s %s/%s, %s delivery",
             self.config.name, self.state.identity.manufacturer, self.state.identity.model,
@@ -625,8 +626,9 @@ class ModemDriver:
             self._try("AT+CNMI=2,1")
         mt = setting.split(",")[1] if "," in setting else "1"
         self.state.delivery = "direct" if mt == "2" else "store"
+        self._degraded = None
         if self.config.delivery == "direct" and self.state.delivery != "direct":
-            self.state.last_error = "direct delivery unavailable: store mode in use"
+            self._degraded = "direct delivery unavailable (AT+CSMS=1 refused): store mode in use"
 
     def _hold_until_acknowledged(self) -> bool:
         """AT+CSMS=1: the modem keeps a +CMT message until AT+CNMA (3GPP TS 27.005 3.2.1)."""

@@ -134,6 +134,8 @@ class SimulatedModem:
         self._rejected: list[bytes] = []
         self._acknowledged: list[bytes] = []
         self._cmt_queue: deque[bytes] = deque()
+        self._unheld: list[bytes] = []
+        self._paced_at = 0.0
         self._cmt_outstanding = False
         self._cmt_token = 0
 
@@ -264,6 +266,12 @@ class SimulatedModem:
         with self._lock:
             return list(self._acknowledged)
 
+    @property
+    def unheld(self) -> list[bytes]:
+        """PDUs pushed by +CMT without AT+CSMS=1: the modem did not keep them for a +CNMA."""
+        with self._lock:
+            return list(self._unheld)
+
     def storage(self, name: str) -> Storage:
         return self._storages[name]
 
@@ -302,15 +310,42 @@ class SimulatedModem:
             self._urc(urcs)
             return results
 
-    def store(self, pdu: bytes | str) -> int:
-        """Put a message in the receive storage silently (it came while the host was away)."""
+    def store(self, pdu: bytes | str, *, storage_name: str | None = None) -> int:
+        """Put a message in the receive storage (or ``storage_name``) silently: it came while
+        the host was away, or the modem stores there whatever <mem3> says."""
         raw = as_pdu(pdu)
         with self._lock:
-            storage = self._storages[self._state.cpms[2]]
+            storage = self._storages[storage_name or self._state.cpms[2]]
             index = None if self.quirks.storage_full else storage.store(raw)
             if index is None:
                 raise StorageFullError(f"storage {storage.name} is full")
             return index
+
+    def store_corrupt(self, listing: str, *, length: int | None = None,
+                      storage: str | None = None) -> int:
+        """A slot whose listing shows ``listing`` instead of a PDU (non-hex, odd length; ""
+        lists the header alone, as ``+CMGL: 2,1,,0`` for an empty slot)."""
+        with self._lock:
+            target = self._storages[storage or self._state.cpms[2]]
+            index = target.store(b"\x00")
+            if index is None:
+                raise StorageFullError(f"storage {target.name} is full")
+            slot = target.slots[index]
+            slot.listing = listing
+            slot.length = length if length is not None else (0 if not listing else 24)
+            return index
+
+    def restart(self) -> None:
+        """The modem reboots by itself (a brown-out, a firmware watchdog): settings lost,
+        silence, then its boot lines (``RDY``...). Stored messages survive."""
+        self._call_in_thread(self._do_reset)
+
+    def ring(self, number: str = "+4915112345678", *, rings: int = 2) -> None:
+        """A call that rings and is missed: the profile's call events, as the modem says them."""
+        with self._lock:
+            lines = ["RING", f'+CLIP: "{number}",145,"",0,"",0'] * rings
+            lines += [line.format(number=number) for line in self._profile.missed_call_urcs]
+            self._urc(lines)
 
     def retry_rejected(self) -> list[int | None]:
         """The network tries the rejected messages again (after the host freed storage)."""
@@ -450,6 +485,12 @@ class SimulatedModem:
         """Route one incoming SMS by AT+CNMI; (index if stored, URCs to write)."""
         mode, mt = self._state.cnmi[0], self._state.cnmi[1]
         if mt == 2 and mode != 0 and self._online() and self._cmt_unit(raw) is not None:
+            if self._state.csms == 0:
+                # Phase 2 (AT+CSMS=0): the modem acknowledges to the network itself and
+                # forgets the message once written; a host that does not keep it loses it.
+                self._unheld.append(raw)
+                unit = self._cmt_unit(raw)
+                return None, [unit] if unit is not None else []
             self._cmt_queue.append(raw)
             if not self._cmt_outstanding:
                 self._send_next_cmt()
@@ -625,10 +666,23 @@ class SimulatedModem:
             return
         if self._port is None or not data:
             return
+        if not self._outbuf:
+            self._paced_at = time.monotonic()
         self._outbuf += data
         if len(self._outbuf) > _MAX_OUTPUT:
             del self._outbuf[: len(self._outbuf) - _MAX_OUTPUT]
         self._flush()
+
+    def _budget(self) -> int:
+        """Bytes the line can carry now at the ``baud`` quirk's speed (all of them if off)."""
+        baud = self.quirks.baud
+        if not baud:
+            return len(self._outbuf)
+        now = time.monotonic()
+        budget = int((now - self._paced_at) * baud / 10)
+        if budget > 0:
+            self._paced_at = now
+        return min(budget, len(self._outbuf))
 
     def _flush(self) -> None:
         port = self._port
@@ -636,8 +690,11 @@ class SimulatedModem:
             self._outbuf.clear()
             return
         while self._outbuf:
+            budget = self._budget()
+            if budget <= 0:
+                return  # a slow line: the thread sends the rest as time passes
             try:
-                written = os.write(port.master_fd, self._outbuf)
+                written = os.write(port.master_fd, self._outbuf[:budget])
             except BlockingIOError:
                 return  # the host is not reading; the thread retries when writable
             except OSError:
@@ -721,7 +778,8 @@ class SimulatedModem:
             wake_r = self._wake_r
             master = self._port.master_fd if self._port is not None else None
             readers = [fd for fd in (wake_r, master) if fd is not None]
-            writers = [master] if master is not None and self._outbuf else []
+            paced = bool(self.quirks.baud)
+            writers = [master] if master is not None and self._outbuf and not paced else []
             timeout = _POLL
             if self._timers:
                 timeout = min(_POLL, max(0.0, self._timers[0][0] - time.monotonic()))
@@ -738,7 +796,7 @@ class SimulatedModem:
             data = self._read_master(master)
             if data:
                 self._feed(data)
-        if writable:
+        if writable or (self._outbuf and self.quirks.baud):
             with self._lock:
                 self._flush()
         self._run_timers()
@@ -830,6 +888,9 @@ class SimulatedModem:
                 replies = []
             if commands is None:
                 return  # not an AT command: a real modem ignores it
+            silent = self.quirks.silent_commands
+            if silent and any(c.text.startswith(silent) for c in commands):
+                return  # a command this modem never answers (a hung SIM read)
             before = self.registration_stat()
             self._answering = True
             for command in commands:
@@ -872,15 +933,29 @@ class SimulatedModem:
             for action in actions:
                 action()
 
+    def _inside_lines(self) -> tuple[list[str], list[str]]:
+        """Unsolicited lines to put inside this answer: (before its lines, before its final)."""
+        lines = list(self.quirks.inside_answers)
+        chatter = self._profile.chatter_urcs
+        if chatter and self.quirks.chatter and self.random.random() < self.quirks.chatter:
+            lines.append(self.random.choice(chatter).format(rssi=self._signal[0]))
+        before: list[str] = []
+        after: list[str] = []
+        for line in lines:
+            (before if self.random.random() < 0.5 else after).append(line)
+        return before, after
+
     def _format(self, replies: list[Reply]) -> str:
         blank = self.quirks.extra_blank_lines
         parts: list[str] = []
+        before, after = self._inside_lines()
+        parts.extend(f"\r\n{unit}\r\n" for unit in before)
         for reply in replies:
             if reply.lines:
                 joiner = "\r\n\r\n" if blank else "\r\n"
                 parts.append("\r\n" + joiner.join(reply.lines) + ("\r\n\r\n" if blank else "\r\n"))
         held, self._held_urcs = self._held_urcs, []
-        parts.extend(f"\r\n{unit}\r\n" for unit in held)
+        parts.extend(f"\r\n{unit}\r\n" for unit in (*held, *after))
         last = replies[-1]
         if last.prompt is not None:
             parts.append("\r\n> ")
