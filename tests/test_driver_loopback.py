@@ -185,9 +185,13 @@ def test_fewer_than_two_attempts_left_stops_before_the_pin(tmp_path: Path) -> No
 
 
 def test_a_pin_that_is_not_4_to_8_digits_is_not_sent(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="4 to 8 digits"):
+        ModemConfig(name="m1", port="/dev/null", pin=SecretStr('1234"\rAT+CMGD=1,4'))
     sim = loopback(pin="1234")
+    pin_file = tmp_path / "pin"
+    pin_file.write_text('1234";+CMGD=1,4\n')
     try:
-        with running(tmp_path, sim, pin=SecretStr('1234"\rAT+CMGD=1,4')) as (driver, _s):
+        with running(tmp_path, sim, pin_file=str(pin_file)) as (driver, _s):
             wait_until(lambda: "4-8 digits" in (driver.state.last_error or ""), what="refused")
             assert not any(c.startswith("AT+CPIN=") for c in sim.command_log)
             assert not any("CMGD" in c for c in sim.command_log)

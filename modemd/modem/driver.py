@@ -697,6 +697,7 @@ class ModemDriver:
             self.state.count("restart")
             self._initialise()
             self._set_phase(Phase.SERVING)
+            self._drop_queued_restarts()
             self.sweep()
         elif meaning in ("power_warning", "power_down"):
             log.warning("modem %s: %s %s: check the power supply", self.config.name, name,
@@ -704,6 +705,19 @@ class ModemDriver:
             self.state.last_error = f"power: {name} {urc.args}".strip()
         else:
             log.debug("modem %s: %s event %s %s", self.config.name, meaning, name, urc.args)
+
+    def _drop_queued_restarts(self) -> None:
+        """Boot lines that came while re-initialising belong to the restart just handled."""
+        kept: list[Urc] = []
+        while True:
+            try:
+                urc = self._urcs.get_nowait()
+            except queue.Empty:
+                break
+            if meaning_of(self.profile, urc.name, urc.args) != "restarted":
+                kept.append(urc)
+        for urc in kept:
+            self._urcs.put(urc)
 
     def _commit(self, mode: RecordMode, raw: bytes, *, storage: str | None,
                 index: int | None) -> None:
@@ -820,10 +834,12 @@ class ModemDriver:
                 self.state.rssi_dbm, self.state.ber = signal.rssi_dbm, signal.ber
             except ATError:
                 pass
-        creg = self._value("AT+CREG?", prefixed("+CREG"))
-        if creg:
+        # A "+CREG: <stat>" URC can come inside the answer: take the line in query form.
+        creg = self._try("AT+CREG?", prefixed("+CREG"))
+        for line in creg.lines if creg is not None else ():
             with contextlib.suppress(ATError):
-                self.state.registration = at.parse_creg(creg, form="query").stat_text
+                self.state.registration = at.parse_creg(line, form="query").stat_text
+                break
         cops = self._value("AT+COPS?", prefixed("+COPS"))
         if cops:
             with contextlib.suppress(ATError):
