@@ -173,6 +173,20 @@ def test_a_timed_out_pin_is_never_shown_and_never_entered_blindly(
         sim.stop()
 
 
+def test_the_pin_never_reaches_a_log_line_even_at_debug(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    sim = loopback(pin="4711", quirks={"inside_answers": ["+XFOO: 1"], "echo": True})
+    try:
+        with running(tmp_path, sim, pin=SecretStr("4711")) as (driver, _store):
+            wait_until(driver.ready.is_set, what="unlocked")
+            assert any(c == 'AT+CPIN="4711"' for c in sim.command_log)
+            assert "during AT+CPIN" in caplog.text  # the unsolicited line was logged ...
+            assert "4711" not in caplog.text  # ... without the PIN
+    finally:
+        sim.stop()
+
+
 def test_fewer_than_two_attempts_left_stops_before_the_pin(tmp_path: Path) -> None:
     sim = loopback(pin="4711", quirks={"answers": {'+CPINR="SIM PIN"': "+CPINR: SIM PIN,1,3\nOK"}})
     try:

@@ -79,6 +79,22 @@ def test_a_burst_while_the_personality_chatters(tmp_path: Path, name: str) -> No
         sim.stop()
 
 
+def test_a_slow_sim_read_on_a_simcom_a76xx_is_waited_for(tmp_path: Path) -> None:
+    """A76xx firmware takes seconds to answer AT+CPIN?/AT+CIMI on a big SIM: the profile's
+    per-command timeouts allow for it, beyond the configured command_timeout."""
+    sim = SimulatedModem(profile="simcom_sim7600",
+                         quirks={"slow_commands": {"+CPIN?": 2.5, "+CIMI": 2.5}})
+    sim.start()
+    try:
+        with driver_on(tmp_path, sim, command_timeout=1) as (driver, _store):
+            wait_until(driver.ready.is_set, timeout=30, what="ready despite the slow SIM")
+            assert driver.state.identity.imsi == sim.identity.imsi
+            assert "timeout" not in driver.state.recoveries
+            assert "reopen" not in driver.state.recoveries
+    finally:
+        sim.stop()
+
+
 def test_a_long_listing_over_a_slow_line_completes(tmp_path: Path) -> None:
     sim = SimulatedModem(capacity=60, quirks={"baud": 9600})
     long_text = "x" * 150 + " {i}"

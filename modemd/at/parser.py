@@ -33,6 +33,7 @@ from typing import Final
 
 from modemd.at.answers import Answer, text_body_length
 from modemd.at.events import ATEvent, FinalResult, Garbage, InfoLine, Prompt, ResultKind, Urc
+from modemd.at.redact import redact
 
 __all__ = [
     "CALL_RESULTS",
@@ -225,6 +226,7 @@ class ATParser:
         "_response_names",
         "_scanned",
         "_seen_response",
+        "_shown",
         "_urc_names",
         "_whole_line_urcs",
     )
@@ -251,6 +253,7 @@ class ATParser:
         self._pending: Urc | None = None  # two-line URC waiting for its body
         self._body: _Body | None = None  # the body an entry header or a URC announced
         self._command: str | None = None
+        self._shown = ""
         self._answer = _OUTSIDE
         self._bare: re.Pattern[str] | None = None
         self._response_names: frozenset[str] = frozenset()
@@ -285,6 +288,7 @@ class ATParser:
                             prompt=expects_prompt, dialling=_is_dialling(command),
                             strict=False)
         self._command = command.strip().casefold()
+        self._shown = redact(command.strip())  # what a Garbage reason may name: no PIN
         self._answer = answer
         self._bare = answer.bare_pattern()
         self._response_names = frozenset(_name(p) for p in answer.prefixes)
@@ -416,7 +420,7 @@ class ATParser:
             self._seen_response = True
             self._events.append(InfoLine(text))
         elif self._command is not None:
-            self._garbage(text.encode("latin-1"), f"unsolicited line during {self._command}")
+            self._garbage(text.encode("latin-1"), f"unsolicited line during {self._shown}")
         else:
             self._garbage(text.encode("latin-1"), "line outside a command")
 
@@ -465,7 +469,7 @@ class ATParser:
             # "NAME: ..." or words with spaces where a PDU (hex) should be: an unknown
             # unsolicited line, not this entry's PDU, which may still follow.
             self._garbage(line.strip().encode("latin-1"),
-                          f"unsolicited line during {self._command}")
+                          f"unsolicited line during {self._shown}")
             return
         self._seen_response = True
         if body.content_framed:

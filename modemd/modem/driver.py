@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modemd.at import responses as at
 from modemd.at.answers import IMEI, IMSI, NOTHING, Answer, bare, prefixed
@@ -120,8 +120,10 @@ RECOVERY_LADDER: tuple[RecoveryStep, ...] = (
 
 #: The initialisation, in order (each a method of ModemDriver).
 INIT_STEPS: tuple[str, ...] = (
-    "_sync", "_echo_off", "_verbose_errors", "_unlock_sim", "_identify", "_vendor_init",
-    "_choose_mode", "_choose_storage", "_choose_notifications",
+    # The modem is identified before the SIM is read: its profile says how slow SIM reads may
+    # be and how to read the PIN attempts left.
+    "_sync", "_echo_off", "_verbose_errors", "_identify_modem", "_unlock_sim", "_identify_sim",
+    "_vendor_init", "_choose_mode", "_choose_storage", "_choose_notifications",
 )
 
 
@@ -535,10 +537,19 @@ class ModemDriver:
                 return int(fields[position])
         return None
 
-    def _identify(self) -> None:
+    def _identify_modem(self) -> None:
         manufacturer = self._value("AT+CGMI", prefixed("+CGMI", free_text=True))
         model = self._value("AT+CGMM", prefixed("+CGMM", free_text=True))
         self.profile = self._forced_profile or detect_profile(manufacturer, model)
+        self.state.profile = self.profile.name
+        self.state.identity = ModemIdentity(
+            manufacturer=manufacturer,
+            model=model,
+            revision=self._value("AT+CGMR", prefixed("+CGMR", free_text=True)),
+            imei=read_imei(self._value("AT+CGSN", IMEI)),
+        )
+
+    def _identify_sim(self) -> None:
         iccid_answer = ""
         for command, prefix in self.profile.iccid_commands:
             answer = bare(_ICCID_ANSWER, prefix) if prefix else bare(_ICCID_ANSWER)
@@ -548,17 +559,12 @@ class ModemDriver:
         iccid = read_iccid(iccid_answer)
         if iccid.problem:
             log.warning("modem %s: %s", self.config.name, iccid.problem)
-        imei_answer = self._value("AT+CGSN", IMEI)
-        self.state.identity = ModemIdentity(
-            manufacturer=manufacturer,
-            model=model,
-            revision=self._value("AT+CGMR", prefixed("+CGMR", free_text=True)),
-            imei=read_imei(imei_answer),
+        self.state.identity = replace(
+            self.state.identity,
             imsi=self._value("AT+CIMI", IMSI) or None,
             iccid=iccid.value,
             iccid_problem=iccid.problem,
         )
-        self.state.profile = self.profile.name
 
     def _choose_mode(self) -> None:
         if self._try("AT+CMGF=0") is not None:

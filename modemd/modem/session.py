@@ -195,7 +195,8 @@ class ATSession:
             self._on_urc(event)
             return
         if isinstance(event, Garbage):
-            log.debug("%s: ignored %r (%s)", self.name, event.data[:60], event.reason)
+            shown = redact(event.data[:60].decode("latin-1"))  # a garbled echo may hold a PIN
+            log.debug("%s: ignored %r (%s)", self.name, shown, event.reason)
             if self._on_garbage is not None:
                 self._on_garbage(event)
             return

@@ -156,6 +156,8 @@ class SimulatedModem:
                 raise
             for period, template in self._profile.periodic_urcs:
                 self._schedule_periodic(period, template)
+            if self._profile.chatter_urcs:
+                self._schedule(self.random.uniform(0.2, 1.0), self._chatter_tick)
             self._thread = threading.Thread(
                 target=self._run, name=f"modemd-sim-{self._profile.name}", daemon=True
             )
@@ -735,6 +737,13 @@ class SimulatedModem:
 
         self._schedule(period, fire)
 
+    def _chatter_tick(self) -> None:
+        """With the ``chatter`` quirk: a vendor URC at a random (seeded) moment."""
+        if self.quirks.chatter and self.random.random() < self.quirks.chatter:
+            line = self.random.choice(self._profile.chatter_urcs)
+            self._urc([line.format(rssi=self._signal[0])])
+        self._schedule(self.random.uniform(0.2, 1.0), self._chatter_tick)
+
     def _call_in_thread(self, action: Callable[[], T]) -> T:
         """Run ``action`` (under the lock) in the modem's thread, which owns the pty fds."""
         thread = self._thread
@@ -900,13 +909,17 @@ class SimulatedModem:
                     break
             if not replies:
                 replies.append(Reply())
-        self._answer(replies, registration_before=before)
+        slow = self.quirks.slow_commands
+        extra = max((t for c in commands for p, t in slow.items() if c.text.startswith(p)),
+                    default=0.0)
+        self._answer(replies, registration_before=before, extra_delay=extra)
 
-    def _answer(self, replies: list[Reply], registration_before: int | None = None) -> None:
+    def _answer(self, replies: list[Reply], registration_before: int | None = None,
+                extra_delay: float = 0.0) -> None:
         """Write the answer (after the ``slow`` delay), then what it set in motion."""
         with self._lock:
             self._answering = True
-            delay = self.quirks.slow
+            delay = self.quirks.slow + extra_delay
         if delay > 0:
             self._stop_event.wait(delay)
         with self._lock:

@@ -30,6 +30,7 @@ class Quirks:
     inside_answers: tuple[str, ...] = ()  # lines written in the middle of every answer
     chatter: float = 0.0  # chance per answer of one of the profile's vendor URCs inside it
     silent_commands: tuple[str, ...] = ()  # commands (by prefix, "+CPIN=") never answered
+    slow_commands: dict[str, float] = field(default_factory=dict)  # "+CPIN?" -> 3.0 s (SIM)
 
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -100,6 +101,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "answers": _parse_answers,
     "inside_answers": _parse_lines,
     "chatter": float,
+    "slow_commands": lambda text: {normalise_cms_prefix(k): float(v)
+                                   for k, v in json.loads(text).items()},
     "silent_commands": lambda text: tuple(normalise_cms_prefix(p) for p in _parse_lines(text)),
 }
 
@@ -134,6 +137,10 @@ def checked_value(name: str, value: object) -> object:
         if not isinstance(value, dict):
             raise TypeError("answers wants a dict of command -> reply text")
         return {normalise_cms_prefix(str(k)): str(v) for k, v in value.items()}
+    if name == "slow_commands":
+        if not isinstance(value, dict):
+            raise TypeError("slow_commands wants a dict of command prefix -> seconds")
+        return {normalise_cms_prefix(str(k)): float(v) for k, v in value.items()}
     if name == "silent_commands":
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise TypeError("silent_commands wants a list of command prefixes")
