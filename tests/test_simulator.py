@@ -659,3 +659,14 @@ def test_scripted_answers_and_lines_inside_answers(sim: SimulatedModem, host: Ho
     sim.set_quirk("inside_answers", ["^NWTIME: 26/12/01,11:00:00+04,00"])
     raw = host.at("AT+CPIN?").decode()
     assert "^NWTIME" in raw and raw.rstrip().endswith("+CME ERROR: 10")
+
+
+def test_control_corrupt_ring_and_restart(sim: SimulatedModem, host: Host) -> None:
+    assert handle_control_line(sim, "corrupt ZZ00").startswith("stored a corrupt entry at ")
+    assert "ZZ00" in host.lines("AT+CMGL=4")
+    assert handle_control_line(sim, "ring +4930123456") == "rang (a missed call)"
+    assert b'+CLIP: "+4930123456"' in host.read_until(b"NO CARRIER\r\n")
+    host.at("AT+CNMI=2,1,0,0,0")
+    assert handle_control_line(sim, "restart").startswith("restarting")
+    assert b"+CPIN: READY" in host.read_until(b"+CPIN: READY\r\n", timeout=3)
+    assert sim.state.cnmi == [0, 0, 0, 0, 0]  # the settings did not survive
