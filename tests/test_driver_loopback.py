@@ -161,7 +161,8 @@ def test_a_timed_out_pin_is_never_shown_and_never_entered_blindly(
     sim = loopback(pin="4711", quirks={"silent_commands": ["+CPIN="]})
     try:
         with running(tmp_path, sim, pin=SecretStr("4711")) as (driver, _store):
-            wait_until(lambda: "timed out" in (driver.state.last_error or ""), what="timeout")
+            wait_until(lambda: "timed out" in (driver.state.last_error or ""), timeout=30,
+                       what="timeout")
             time.sleep(2.5)  # reconnect attempts
             entered = [c for c in sim.command_log if c.startswith("AT+CPIN=")]
             assert len(entered) == 1  # the attempts left cannot be read: not again

@@ -516,7 +516,7 @@ class ModemDriver:
             raise SimNotReady(f"only {left} PIN attempt(s) left: not entering the PIN "
                               "automatically; check it with `modemd probe`")
         try:
-            self._cmd(f'AT+CPIN="{pin}"', timeout=max(self.timeout, 15.0))
+            self._cmd(f'AT+CPIN="{pin}"', timeout=max(self._timeout_for("AT+CPIN="), 5.0))
         except CommandTimeout:
             self._pin_timed_out = True
             raise SimNotReady("the PIN entry timed out; the attempts left are read before "

@@ -43,6 +43,7 @@ from modemd.simulator.handlers import (
 from modemd.simulator.pdu_text import as_pdu, text_record, to_hex, tpdu_length
 from modemd.simulator.profiles import SimProfile, sim_profile
 from modemd.simulator.pty_port import PortLink, PtyPort
+from modemd.simulator.pump import LoopbackPump, PtyPump, Pump
 from modemd.simulator.quirks import GARBAGE, Quirks, checked_value
 from modemd.simulator.state import PIN_READY, PIN_SIM_PIN, ModemState
 from modemd.simulator.storage import Storage
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _POLL = 0.05  # longest select() wait: how late a stop or a timer can be noticed at worst
-_MAX_OUTPUT = 1 << 20  # bytes kept for a host that does not read (a real UART would drop)
 _MAX_LINE = 4096
 
 
@@ -86,7 +86,6 @@ class SimulatedModem:
         seed: int | None = None,
     ) -> None:
         self._loopback = loopback
-        self._loop: LoopbackTransport | None = None
         self.random = random.Random(seed)
         self._profile = profile if isinstance(profile, SimProfile) else sim_profile(profile)
         self._identity = Identity(imei=imei, imsi=imsi, iccid=iccid)
@@ -110,7 +109,7 @@ class SimulatedModem:
         self._stopped = False
         self._wake_r: int | None = None
         self._wake_w: int | None = None
-        self._port: PtyPort | None = None
+        self._pump: Pump | None = None  # the pty (or loopback) the engine's bytes go through
         self._link = PortLink(link_path) if link_path is not None else None
         self._slave_path: str | None = None
         self._vanished = False
@@ -118,7 +117,6 @@ class SimulatedModem:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
 
-        self._outbuf = bytearray()
         self._inbuf = bytearray()
         self._prompt: PromptRequest | None = None
         self._prompt_buf = bytearray()
@@ -135,7 +133,6 @@ class SimulatedModem:
         self._acknowledged: list[bytes] = []
         self._cmt_queue: deque[bytes] = deque()
         self._unheld: list[bytes] = []
-        self._paced_at = 0.0
         self._cmt_outstanding = False
         self._cmt_token = 0
 
@@ -213,9 +210,10 @@ class SimulatedModem:
     def transport(self, port: str = "") -> LoopbackTransport:
         """The in-process port of a ``loopback=True`` modem (the host side), for
         ``ModemDriver(transport_factory=sim.transport)``: no pty, no file descriptor."""
-        if self._loop is None:
+        pump = self._pump
+        if not isinstance(pump, LoopbackPump):
             raise SimulatorError("not a loopback modem, or unplugged")
-        return self._loop
+        return pump.transport
 
     @property
     def slave_path(self) -> str | None:
@@ -477,7 +475,7 @@ class SimulatedModem:
     def _online(self) -> bool:
         """Would the modem write to the host now?"""
         return (
-            (self._port is not None or self._loop is not None)
+            self._pump is not None
             and not self._vanished
             and not self.quirks.hang
             and time.monotonic() >= self._silent_until
@@ -613,37 +611,33 @@ class SimulatedModem:
 
     def _open_port(self, avoid: str | None) -> None:
         if self._loopback:
-            self._loop = LoopbackTransport(self._from_host, port=self.port)
+            self._pump = LoopbackPump(self._from_host, path=self.port)
             return
         port = PtyPort.open(avoid_path=avoid)
-        self._port = port
+        self._pump = PtyPump(port, baud=lambda: self.quirks.baud)
         self._slave_path = port.slave_path
         if self._link is not None:
             try:
                 self._link.point_at(port.slave_path)
             except OSError:
                 port.close()
-                self._port = None
+                self._pump = None
                 raise
 
     def _from_host(self, data: bytes) -> None:
         with self._lock:
-            if self._loop is not None and not self._stopped:
+            if isinstance(self._pump, LoopbackPump) and not self._stopped:
                 self._feed(data)
 
     def _close_port(self) -> None:
-        if self._loop is not None:
-            self._loop.vanish()
-            self._loop = None
         if self._link is not None:
             self._link.remove()
-        if self._port is not None:
-            self._port.close()
-            self._port = None
-        self._outbuf.clear()
+        if self._pump is not None:
+            self._pump.close()
+            self._pump = None
 
     def _do_vanish(self) -> None:
-        if self._vanished or (self._port is None and self._loop is None):
+        if self._vanished or self._pump is None:
             return
         self._vanished = True
         self._settle_cmts()
@@ -663,46 +657,8 @@ class SimulatedModem:
         return self.port
 
     def _write(self, data: bytes) -> None:
-        if self._loop is not None and data:
-            self._loop.deliver(data)
-            return
-        if self._port is None or not data:
-            return
-        if not self._outbuf:
-            self._paced_at = time.monotonic()
-        self._outbuf += data
-        if len(self._outbuf) > _MAX_OUTPUT:
-            del self._outbuf[: len(self._outbuf) - _MAX_OUTPUT]
-        self._flush()
-
-    def _budget(self) -> int:
-        """Bytes the line can carry now at the ``baud`` quirk's speed (all of them if off)."""
-        baud = self.quirks.baud
-        if not baud:
-            return len(self._outbuf)
-        now = time.monotonic()
-        budget = int((now - self._paced_at) * baud / 10)
-        if budget > 0:
-            self._paced_at = now
-        return min(budget, len(self._outbuf))
-
-    def _flush(self) -> None:
-        port = self._port
-        if port is None or port.master_fd is None:
-            self._outbuf.clear()
-            return
-        while self._outbuf:
-            budget = self._budget()
-            if budget <= 0:
-                return  # a slow line: the thread sends the rest as time passes
-            try:
-                written = os.write(port.master_fd, self._outbuf[:budget])
-            except BlockingIOError:
-                return  # the host is not reading; the thread retries when writable
-            except OSError:
-                self._outbuf.clear()
-                return
-            del self._outbuf[:written]
+        if self._pump is not None and data:
+            self._pump.write(data)
 
     def _urc(self, units: list[str]) -> None:
         """Write unsolicited lines (one write), hold or defer them, or drop them offline."""
@@ -785,10 +741,10 @@ class SimulatedModem:
     def _loop_once(self) -> None:
         with self._lock:
             wake_r = self._wake_r
-            master = self._port.master_fd if self._port is not None else None
+            pump = self._pump
+            master, wants_write = pump.select_fds() if pump is not None else (None, False)
             readers = [fd for fd in (wake_r, master) if fd is not None]
-            paced = bool(self.quirks.baud)
-            writers = [master] if master is not None and self._outbuf and not paced else []
+            writers = [master] if master is not None and wants_write else []
             timeout = _POLL
             if self._timers:
                 timeout = min(_POLL, max(0.0, self._timers[0][0] - time.monotonic()))
@@ -801,13 +757,13 @@ class SimulatedModem:
             with contextlib.suppress(OSError):
                 os.read(wake_r, 4096)
         self._run_requests()
-        if master is not None and master in readable:
-            data = self._read_master(master)
+        if pump is not None and master is not None and master in readable:
+            data = self._read_host(pump)
             if data:
                 self._feed(data)
-        if writable or (self._outbuf and self.quirks.baud):
-            with self._lock:
-                self._flush()
+        with self._lock:
+            if self._pump is pump and pump is not None and (writable or pump.pending):
+                pump.flush()
         self._run_timers()
 
     def _run_requests(self) -> None:
@@ -826,18 +782,14 @@ class SimulatedModem:
                 _deadline, _seq, action = heapq.heappop(self._timers)
                 action()
 
-    def _read_master(self, master: int) -> bytes:
+    def _read_host(self, pump: Pump) -> bytes:
         with self._lock:
-            if self._port is None or self._port.master_fd != master:
-                return b""
-            try:
-                return os.read(master, 4096)
-            except BlockingIOError:
-                return b""
-            except OSError as exc:
-                log.debug("pty master read failed: %s", exc)
-        self._stop_event.wait(_POLL)
-        return b""
+            if self._pump is not pump:
+                return b""  # replaced or closed meanwhile
+            data = pump.read()
+        if not data:
+            self._stop_event.wait(0.005)  # a hung-up master reads empty: do not spin
+        return data
 
     # -- internals: commands -----------------------------------------------------------------
 
