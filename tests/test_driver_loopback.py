@@ -38,8 +38,9 @@ def running(tmp_path: Path, sim: SimulatedModem, *, journal: Any = None,
             **settings: Any) -> Iterator[tuple[ModemDriver, Store]]:
     store = Store(tmp_path / "state")
     config = ModemConfig(name="m1", port=sim.port, **{"command_timeout": 2, **settings})
+    factory = sim.transport if sim.port.startswith("loopback:") else None  # else the pty
     driver = ModemDriver(config, journal=journal or store.journal, sweep_interval=3600,
-                         health_interval=3600, transport_factory=sim.transport)
+                         health_interval=3600, transport_factory=factory)
     driver.start()
     try:
         yield driver, store
@@ -52,9 +53,14 @@ def journalled(store: Store, mode: str = "pdu") -> list[bytes]:
     return [r.raw for r in store.journal.records(limit=10_000) if r.mode == mode]
 
 
-def loopback(**kwargs: Any) -> SimulatedModem:
+def loopback(*, over: str = "loopback", **kwargs: Any) -> SimulatedModem:
+    """A started simulated modem, in-process or (``over="pty"``) behind a real pty."""
     kwargs.setdefault("capacity", 60)
-    return SimulatedModem(loopback=True, seed=7, **kwargs).start()
+    return SimulatedModem(loopback=over == "loopback", seed=7, **kwargs).start()
+
+
+# The regression tests of issue 11 run over both: the loopback and the real serial code.
+BOTH = pytest.mark.parametrize("over", ["loopback", "pty"])
 
 
 def no_reconnects(driver: ModemDriver) -> None:
@@ -295,8 +301,10 @@ def test_a_bad_iccid_is_told_apart_from_a_missing_one(tmp_path: Path) -> None:
 
 # --- one entry never stops a listing --------------------------------------------------------
 
-def test_unreadable_entries_are_journalled_invalid_and_the_rest_taken(tmp_path: Path) -> None:
-    sim = loopback()
+@BOTH
+def test_unreadable_entries_are_journalled_invalid_and_the_rest_taken(
+        tmp_path: Path, over: str) -> None:
+    sim = loopback(over=over)
     good = unique_pdus(3)
     sim.store(good[0])
     sim.store_corrupt("ZZ0791GG0000")  # not hex
@@ -327,8 +335,9 @@ FORGED = [
 ]
 
 
-def test_text_mode_bodies_are_framed_by_length(tmp_path: Path) -> None:
-    sim = loopback(quirks={"cms_error": {"+CMGF=0": 303}})
+@BOTH
+def test_text_mode_bodies_are_framed_by_length(tmp_path: Path, over: str) -> None:
+    sim = loopback(over=over, quirks={"cms_error": {"+CMGF=0": 303}})
     try:
         with running(tmp_path, sim) as (driver, store):
             wait_until(driver.ready.is_set, what="ready")
@@ -360,8 +369,9 @@ class FailingJournal:
         return self.journal.commit_raw(**kwargs)
 
 
-def test_direct_delivery_holds_messages_until_they_are_committed(tmp_path: Path) -> None:
-    sim = loopback(cnma_timeout=0.3)
+@BOTH
+def test_direct_delivery_holds_messages_until_they_are_committed(tmp_path: Path, over: str) -> None:
+    sim = loopback(over=over, cnma_timeout=0.3)
     store = Store(tmp_path / "state")
     failing = FailingJournal(store.journal)
     try:
@@ -381,8 +391,9 @@ def test_direct_delivery_holds_messages_until_they_are_committed(tmp_path: Path)
         store.close()
 
 
-def test_a_modem_refusing_csms_falls_back_to_store_mode(tmp_path: Path) -> None:
-    sim = loopback(quirks={"refuse_csms": True})
+@BOTH
+def test_a_modem_refusing_csms_falls_back_to_store_mode(tmp_path: Path, over: str) -> None:
+    sim = loopback(over=over, quirks={"refuse_csms": True})
     try:
         with running(tmp_path, sim, delivery="direct") as (driver, store):
             wait_until(driver.ready.is_set, what="ready")
@@ -396,8 +407,9 @@ def test_a_modem_refusing_csms_falls_back_to_store_mode(tmp_path: Path) -> None:
         sim.stop()
 
 
-def test_stop_leaves_the_modem_storing(tmp_path: Path) -> None:
-    sim = loopback()
+@BOTH
+def test_stop_leaves_the_modem_storing(tmp_path: Path, over: str) -> None:
+    sim = loopback(over=over)
     try:
         with running(tmp_path, sim, delivery="direct") as (driver, _store):
             wait_until(driver.ready.is_set, what="ready")
