@@ -359,6 +359,8 @@ class ModemDriver:
             self.state.identity.imei, self.state.mode, self.state.storage,
             self.state.storage_used, self.state.storage_total, self.state.delivery,
         )
+        # A boot banner (RDY) that came while initialising is the boot just initialised for.
+        self._drop_queued_restarts()
         self.sweep()
         self.poll_health()
         self.ready.set()
