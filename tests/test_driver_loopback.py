@@ -320,6 +320,7 @@ def test_unreadable_entries_are_journalled_invalid_and_the_rest_taken(
             invalid = journalled(store, "invalid")
             assert len(invalid) == 3 and any(b"ZZ0791GG" in r for r in invalid)
             assert driver.invalid_entries == 3
+            assert driver.state.document()["invalid_entries"] == 3
             no_reconnects(driver)
     finally:
         sim.stop()
@@ -468,6 +469,7 @@ def test_sim800_power_warnings_are_reported(tmp_path: Path) -> None:
             sim.ring()
             wait_until(lambda: driver.events.get("call", 0) >= 4, what="call events")
             assert driver.unknown_urcs == 0
+            assert driver.state.document()["unsolicited"]["call"] >= 4
     finally:
         sim.stop()
 

@@ -366,7 +366,7 @@ class ModemDriver:
         self.ready.set()
 
     def _on_garbage(self, event: Garbage) -> None:
-        self.garbage_lines += 1
+        self.garbage_lines += 1  # the reader thread's count; the worker copies it (no dict race)
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -690,6 +690,8 @@ class ModemDriver:
             self._take_direct(urc)
             return
         meaning = meaning_of(self.profile, name, urc.args)
+        counts = self.state.unsolicited
+        counts[meaning or "unknown"] = counts.get(meaning or "unknown", 0) + 1
         if meaning is None:
             self.unknown_urcs += 1
             log.debug("modem %s: unknown URC %s %s", self.config.name, name, urc.args)
@@ -762,6 +764,7 @@ class ModemDriver:
             return  # stored outgoing messages are not ours to take
         if record.problem is not None:
             self.invalid_entries += 1
+            self.state.invalid_entries += 1
             log.warning("modem %s: unreadable entry at %s:%s journalled as invalid (%s)",
                         self.config.name, self._read_storage, index, record.problem)
         if record.mode == "invalid" and index is None:
@@ -860,6 +863,8 @@ class ModemDriver:
         self._publish_state()
 
     def _publish_state(self) -> None:
+        if self.garbage_lines:
+            self.state.unsolicited["unplaced_lines"] = self.garbage_lines
         try:
             self.on_state(self.state)
         except ModemdError as exc:

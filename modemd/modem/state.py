@@ -54,6 +54,8 @@ class ModemState:
     last_error: str | None = None
     received: int = 0
     recoveries: dict[str, int] = field(default_factory=dict)
+    unsolicited: dict[str, int] = field(default_factory=dict)  # events by meaning, "unknown"
+    invalid_entries: int = 0  # listing entries journalled as invalid (dead letters)
 
     def count(self, step: str) -> None:
         self.recoveries[step] = self.recoveries.get(step, 0) + 1
@@ -84,6 +86,8 @@ class ModemState:
                         "total": self.storage_total},
             "received": self.received,
             "recoveries": dict(self.recoveries),
+            "unsolicited": dict(self.unsolicited),
+            "invalid_entries": self.invalid_entries,
             "last_error": self.last_error,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
