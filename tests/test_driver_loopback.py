@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from modemd.at.answers import prefixed
 from modemd.config import ModemConfig
 from modemd.errors import StoreError
 from modemd.modem.driver import ModemDriver
@@ -482,5 +483,30 @@ def test_stalled_reports_a_worker_that_stopped_progressing(tmp_path: Path) -> No
             assert driver.stalled() is None
             reason = driver.stalled(time.monotonic() + 10_000)
             assert reason is not None and "m1" in reason
+    finally:
+        sim.stop()
+
+
+def test_worker_hooks_run_on_the_worker_and_a_failing_one_stops_nothing(tmp_path: Path) -> None:
+    sim = loopback()
+    calls: list[str] = []
+
+    def asks_signal(driver: ModemDriver) -> None:
+        if not calls:
+            calls.append(driver.command("AT+CSQ", answer=prefixed("+CSQ")).lines[0])
+
+    def broken(driver: ModemDriver) -> None:
+        raise RuntimeError("a bug in a hook")
+
+    try:
+        with running(tmp_path, sim) as (driver, store):
+            driver.add_worker_hook(broken)
+            driver.add_worker_hook(asks_signal)
+            wait_until(driver.ready.is_set, what="ready")
+            wait_until(lambda: calls, what="the hook ran")
+            assert calls == ["+CSQ: 20,99"]
+            sim.deliver(unique_pdus(1)[0])
+            wait_until(lambda: journalled(store), what="still receiving")
+            no_reconnects(driver)
     finally:
         sim.stop()

@@ -664,8 +664,7 @@ class ModemDriver:
             try:
                 if urc is not None:
                     self._handle_urc(urc)
-                for hook in self._hooks:
-                    hook(self)
+                self._run_hooks()
                 now = time.monotonic()
                 if now >= self._next_sweep:
                     self.sweep()
@@ -673,6 +672,18 @@ class ModemDriver:
                     self.poll_health()
             except CommandTimeout as exc:
                 self._recover(exc)
+
+    def _run_hooks(self) -> None:
+        """Worker hooks; a bug in one is logged and never stops reception (timeouts and a
+        lost port still climb the recovery ladder)."""
+        for hook in self._hooks:
+            try:
+                hook(self)
+            except (CommandTimeout, TransportError, StoreError, _Stop):
+                raise
+            except Exception:
+                log.exception("modem %s: worker hook %s failed", self.config.name,
+                              getattr(hook, "__name__", repr(hook)))
 
     def _handle_urc(self, urc: Urc) -> None:
         name = urc.name
