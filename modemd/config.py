@@ -148,6 +148,14 @@ class ModemConfig(_Model):
                 raise ValueError(f"{pattern!r}: {problem}")
         return value
 
+    @field_validator("pin")
+    @classmethod
+    def _pin_digits(cls, value: SecretStr | None) -> SecretStr | None:
+        # 4-8 digits (3GPP TS 31.102): anything else could carry AT commands into AT+CPIN.
+        if value is not None and not re.fullmatch(r"\d{4,8}", value.get_secret_value()):
+            raise ValueError("a SIM PIN is 4 to 8 digits")
+        return value
+
     @model_validator(mode="after")
     def _one_pin(self) -> ModemConfig:
         if self.pin is not None and self.pin_file is not None:

@@ -229,10 +229,15 @@ class Daemon:
                 modem, journal=store.journal, on_committed=self.pipeline.wake,
                 on_state=self._modem_state, sweep_interval=cfg.gateway.sweep_interval,
                 health_interval=cfg.gateway.health_interval, port_resolver=self.port_resolver,
-                send_jobs=self.sender if cfg.send.enabled else None,
             )
             for modem in cfg.modem
         ]
+        if cfg.send.enabled:
+            from modemd.modem.sending import send_hook
+
+            for driver in self.drivers:
+                driver.add_worker_hook(send_hook(self.sender))
+                driver.sweeps_status_reports = True
         from modemd.modem.modemmanager import warn_about_modemmanager
 
         warn_about_modemmanager(cfg.modem)  # it would take the port or talk over modemd

@@ -30,6 +30,7 @@ from modemd.at import (
     ResultKind,
     Urc,
 )
+from modemd.at.parser import CALL_RESULTS
 
 E = TypeVar("E", InfoLine, FinalResult, Prompt, Urc, Garbage)
 DATA = Path(__file__).parent / "data" / "transcripts"
@@ -408,13 +409,17 @@ def test_pending_body_waits_for_more_bytes() -> None:
 )
 def test_final_results(line: str, expected: FinalResult) -> None:
     parser = ATParser()
-    parser.command_started("AT+CMGD=1")
-    assert parser.feed(f"AT+CMGD=1\r\r\n{line}\r\n".encode()) == [expected]
+    # Call results end only a dialling command (see test_at_framing.py for the rest).
+    command = "ATD+4915112345678;" if expected.kind in CALL_RESULTS else "AT+CMGD=1"
+    parser.command_started(command)
+    assert parser.feed(f"{command}\r\r\n{line}\r\n".encode()) == [expected]
     assert not parser.in_command
-    # The same line outside a command is a stray result.
-    assert parser.feed(f"\r\n{line}\r\n".encode()) == [
-        Garbage(line.encode(), "stray result outside a command")
-    ]
+    # The same line outside a command is a stray result, or a call event.
+    stray = parser.feed(f"\r\n{line}\r\n".encode())
+    if expected.kind in CALL_RESULTS:
+        assert stray == [Urc(line)]
+    else:
+        assert stray == [Garbage(line.encode(), "stray result outside a command")]
 
 
 def test_stray_ok_outside_a_command_and_after_abort() -> None:

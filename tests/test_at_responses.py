@@ -416,7 +416,8 @@ def test_parse_cpms_query_and_set_reject(parser: object, line: str) -> None:
         ((("ME", "SR"), ("ME", "SR"), ("ME",)), None, ("ME", "ME", "ME")),
         ((("SM", "ME"), ("SM",), ("SM",)), None, ("SM", "SM", "SM")),  # read where it arrives
         ((("BM", "SR", "XX"), ("XX",), ("XX",)), None, ("XX", "XX", "XX")),
-        ((("SR",), ("SR",), ("SR",)), None, ("SR", "SR", "SR")),
+        # Never BM/SR: a parameter offering nothing else is left off.
+        ((("SM", "SR"), ("SM",), ("SR",)), None, ("SM", "SM", "")),
     ],
 )
 def test_choose_cpms(
@@ -429,7 +430,7 @@ def test_choose_cpms(
 
 
 def test_choose_cpms_rejects_nothing_offered() -> None:
-    for options in [(), ((), (), ())]:
+    for options in [(), ((), (), ()), (("SR",), ("SR",), ("BM",))]:
         with pytest.raises(ResponseParseError):
             choose_cpms(options)
 

@@ -116,9 +116,9 @@ def test_a_vanished_port_is_found_again_by_imei_and_swept(tmp_path: Path,
 def test_a_port_holding_another_modem_is_refused_and_ours_found_by_iccid(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     links = tmp_path / "by-id"
-    ours = SimulatedModem(imei="356938035640001", iccid="8949011234567000011",
+    ours = SimulatedModem(imei="356938035640001", iccid="8949011234567000015",
                           link_path=links / "usb-ours-if02")
-    other = SimulatedModem(imei="356938035640002", iccid="8949011234567000029",
+    other = SimulatedModem(imei="356938035640002", iccid="8949011234567000023",
                            link_path=tmp_path / "ttyUSB2")
     ours.start()
     other.start()

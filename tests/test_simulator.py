@@ -123,7 +123,7 @@ def test_identity_answers_per_profile(name: str) -> None:
             iccid = profile.iccid_commands[0]
             answer = host.lines("AT" + iccid.command)
             assert answer[-1] == "OK"
-            assert answer[0].startswith(iccid.prefix) and "8949011234567890123" in answer[0]
+            assert answer[0].startswith(iccid.prefix) and "8949011234567890126" in answer[0]
             assert host.lines("AT+CPMS=?") == [profile.cpms_test, "OK"]
             assert host.lines("AT+CNMI=?") == [profile.cnmi_test, "OK"]
         finally:
@@ -133,12 +133,12 @@ def test_identity_answers_per_profile(name: str) -> None:
 def test_sim800_answers_iccid_bare_and_huawei_refuses_unknown_its_way() -> None:
     with SimulatedModem(profile="sim800") as sim:
         host = Host(sim.port)
-        assert host.lines("AT+CCID") == ["8949011234567890123", "OK"]
+        assert host.lines("AT+CCID") == ["8949011234567890126", "OK"]
         assert host.lines("AT+QCCID") == ["ERROR"]
         host.close()
     with SimulatedModem(profile="huawei_e3372") as sim:
         host = Host(sim.port)
-        assert host.lines("AT^ICCID?") == ['^ICCID: "8949011234567890123"', "OK"]
+        assert host.lines("AT^ICCID?") == ['^ICCID: "8949011234567890126"', "OK"]
         assert host.lines("AT+WIND?") == ["COMMAND NOT SUPPORT"]
         host.close()
 
@@ -233,6 +233,7 @@ def test_cmgl_in_pdu_mode_refuses_text_stat(host: Host) -> None:
 
 
 def test_cmt_with_cnma_is_not_stored(sim: SimulatedModem, host: Host) -> None:
+    host.at("AT+CSMS=1")  # phase 2+: +CMT is held until +CNMA
     host.at("AT+CNMI=2,2,0,0,0")
     assert sim.deliver(PDU_TEST2) is None
     assert host.read_until(PDU_TEST2.encode() + b"\r\n") == (
@@ -246,6 +247,7 @@ def test_cmt_with_cnma_is_not_stored(sim: SimulatedModem, host: Host) -> None:
 
 
 def test_cmt_without_cnma_falls_back_to_storage(sim: SimulatedModem, host: Host) -> None:
+    host.at("AT+CSMS=1")  # phase 2+: +CMT is held until +CNMA
     host.at("AT+CNMI=2,2,0,0,0")
     started = time.monotonic()
     sim.deliver(PDU_HELLO)
@@ -257,6 +259,7 @@ def test_cmt_without_cnma_falls_back_to_storage(sim: SimulatedModem, host: Host)
 
 
 def test_second_cmt_waits_for_the_first_acknowledgement(sim: SimulatedModem, host: Host) -> None:
+    host.at("AT+CSMS=1")  # phase 2+: +CMT is held until +CNMA
     host.at("AT+CNMI=2,2,0,0,0")
     sim.deliver_many([PDU_TEST2, PDU_HELLO])
     first = host.read_until(PDU_TEST2.encode() + b"\r\n")
@@ -328,7 +331,7 @@ def test_text_mode_listing_reading_and_cmt(sim: SimulatedModem, host: Host) -> N
         "OK",
     ]
     assert host.lines("AT+CMGL=4") == ["+CMS ERROR: 305"]  # PDU-mode <stat> in text mode
-    host.at("AT+CSDH=0;+CNMI=2,2,0,0,0")
+    host.at("AT+CSMS=1;+CSDH=0;+CNMI=2,2,0,0,0")
     sim.deliver(PDU_TEST2)
     assert host.read_until(b"Test2\r\n") == (
         b'\r\n+CMT: "+27821234567",,"13/03/08,15:02:16+08"\r\nTest2\r\n'
@@ -608,3 +611,62 @@ def test_control_protocol(sim: SimulatedModem, host: Host) -> None:
     assert sim.vanished
     assert handle_control_line(sim, "reappear").startswith("port is back at /dev/")
     assert not sim.vanished
+
+
+def test_cmt_without_csms_1_is_not_held(sim: SimulatedModem, host: Host) -> None:
+    """Phase 2 (AT+CSMS=0): the modem does not wait for +CNMA; the message is its host's."""
+    host.at("AT+CNMI=2,2,0,0,0")
+    sim.deliver(PDU_TEST2)
+    host.read_until(PDU_TEST2.encode() + b"\r\n")
+    assert host.lines("AT+CNMA") == ["+CMS ERROR: 340"]
+    assert host.read_for(0.5) == b""  # past cnma_timeout: nothing stored either
+    assert sim.messages() == {} and sim.unheld == [bytes.fromhex(PDU_TEST2)]
+
+
+def test_a_modem_can_refuse_csms_1(host: Host, sim: SimulatedModem) -> None:
+    sim.set_quirk("refuse_csms", True)
+    assert host.lines("AT+CSMS=1") == ["+CMS ERROR: 303"]
+    assert host.lines("AT+CSMS=?") == ["+CSMS: (0)", "OK"]
+
+
+def test_corrupt_entries_are_listed_as_such(sim: SimulatedModem, host: Host) -> None:
+    host.at("AT+CPMS=\"SM\",\"SM\",\"SM\"")
+    sim.store(PDU_TEST2)
+    sim.store_corrupt("ZZ0791")
+    sim.store_corrupt("")
+    assert host.lines("AT+CMGL=4") == [
+        "+CMGL: 1,0,,24", PDU_TEST2, "+CMGL: 2,0,,24", "ZZ0791", "+CMGL: 3,0,,0", "OK"]
+
+
+def test_slow_baud_paces_the_answer() -> None:
+    with SimulatedModem(capacity=60, quirks={"baud": 9600}) as modem:
+        for _ in range(10):
+            modem.store(PDU_RASPI)
+        host = Host(modem.port)
+        try:
+            host.at("ATE0")
+            started = time.monotonic()
+            data = host.at("AT+CMGL=4", timeout=10)
+            elapsed = time.monotonic() - started
+            assert data.count(b"+CMGL:") == 10
+            assert elapsed >= len(data) * 10 / 9600 * 0.8
+        finally:
+            host.close()
+
+
+def test_scripted_answers_and_lines_inside_answers(sim: SimulatedModem, host: Host) -> None:
+    sim.set_quirk("answers", {"+CPIN?": "+CME ERROR: 10"})
+    sim.set_quirk("inside_answers", ["^NWTIME: 26/12/01,11:00:00+04,00"])
+    raw = host.at("AT+CPIN?").decode()
+    assert "^NWTIME" in raw and raw.rstrip().endswith("+CME ERROR: 10")
+
+
+def test_control_corrupt_ring_and_restart(sim: SimulatedModem, host: Host) -> None:
+    assert handle_control_line(sim, "corrupt ZZ00").startswith("stored a corrupt entry at ")
+    assert "ZZ00" in host.lines("AT+CMGL=4")
+    assert handle_control_line(sim, "ring +4930123456") == "rang (a missed call)"
+    assert b'+CLIP: "+4930123456"' in host.read_until(b"NO CARRIER\r\n")
+    host.at("AT+CNMI=2,1,0,0,0")
+    assert handle_control_line(sim, "restart").startswith("restarting")
+    assert b"+CPIN: READY" in host.read_until(b"+CPIN: READY\r\n", timeout=3)
+    assert sim.state.cnmi == [0, 0, 0, 0, 0]  # the settings did not survive

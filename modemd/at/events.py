@@ -27,9 +27,14 @@ class ResultKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class InfoLine:
-    """An information-text line that belongs to the command in flight (e.g. ``+CSQ: 20,99``)."""
+    """An information-text line that belongs to the command in flight (e.g. ``+CSQ: 20,99``).
+
+    ``body`` marks a line of the body a listing entry's header announced (the PDU line after
+    ``+CMGL: ...``, or text-mode message text, its whitespace kept), never a header itself.
+    """
 
     text: str
+    body: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,28 +6,38 @@ It does no I/O, reads no clock and starts no thread: the modem driver feeds it w
 the serial port produced, in any chunking, and gets back a list of events. The same bytes give
 the same events however they are split.
 
-How a line is classified, in order:
+How a line is classified, in order (the command's declared :class:`~modemd.at.answers.Answer`
+decides what belongs to its answer):
 
-1. A pending two-line URC (``+CMT``, ``+CDS``, ``+CBM``) takes the line as its body, unless the
-   line is plainly not a body (a final result, a URC, the prompt): then the URC is emitted
-   with ``body=None`` and the line is classified normally.
+1. The body a listing entry's header announced (``+CMGL``/``+CMGR``): the PDU line, or in text
+   mode as many characters as the ``+CSDH=1`` length says, whatever they look like (a body
+   reading ``OK`` or ``+CMGL: ...`` is text). A two-line URC (``+CMT``, ``+CDS``, ``+CBM``)
+   takes its body the same way.
 2. The echo of the command in flight (before any information line) is dropped.
-3. Final result codes end the command (outside a command they are :class:`Garbage`).
-4. A line ``NAME: args`` whose NAME is a URC prefix is a :class:`Urc`, unless the command in
-   flight declared NAME in ``response_prefixes``. Parameterless URCs (``RING``, ``RDY``,
-   ``^SYSSTART`` ...) match the whole line.
-5. Anything else is an :class:`InfoLine` inside a command and :class:`Garbage` outside.
+3. Final result codes end the command. ``NO CARRIER``, ``BUSY``, ``NO ANSWER`` and ``NO
+   DIALTONE`` end only a dialling command; otherwise they are call events (:class:`Urc`).
+4. A line ``NAME: args`` whose NAME the answer declares is an :class:`InfoLine`.
+5. A URC name (``NAME: args``, a whole line such as ``RING``/``RDY``, or a line prefix such as
+   SIM800's ``UNDER-VOLTAGE``) is a :class:`Urc`.
+6. A bare line of the answer's shape (15 digits for AT+CGSN), or any line for a free-text
+   answer, is an :class:`InfoLine`.
+7. Anything else is unsolicited and unknown: :class:`Garbage`, never part of an answer.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
+from modemd.at.answers import Answer, text_body_length
 from modemd.at.events import ATEvent, FinalResult, Garbage, InfoLine, Prompt, ResultKind, Urc
+from modemd.at.redact import redact
 
 __all__ = [
+    "CALL_RESULTS",
+    "DEFAULT_LINE_PREFIX_URCS",
     "DEFAULT_TWO_LINE_URCS",
     "DEFAULT_URC_PREFIXES",
     "MAX_LINE_BYTES",
@@ -49,6 +59,13 @@ DEFAULT_URC_PREFIXES: Final[tuple[str, ...]] = (
     "+CRING",
     "+CLIP",
     "+CCWA",
+    "+COLP",
+    "+CSSI",
+    "+CSSU",
+    "MISSED_CALL",  # SIMCom SIM800: "MISSED_CALL: 10:31AM +4915..."
+    "VOICE CALL",  # SIMCom SIM7600/A76xx: "VOICE CALL: BEGIN" / "VOICE CALL: END: 000012"
+    "+CUSATP",
+    "+CUSATEND",
     "+CREG",
     "+CGREG",
     "+CEREG",
@@ -96,6 +113,14 @@ DEFAULT_URC_PREFIXES: Final[tuple[str, ...]] = (
     "+WIND",
 )
 
+#: URCs recognised by the start of their line (SIM800: "UNDER-VOLTAGE WARNNING").
+DEFAULT_LINE_PREFIX_URCS: Final[tuple[str, ...]] = ()
+
+#: Results that end a dialling command and are call events at any other time.
+CALL_RESULTS: Final[frozenset[ResultKind]] = frozenset(
+    {ResultKind.NO_CARRIER, ResultKind.BUSY, ResultKind.NO_ANSWER, ResultKind.NO_DIALTONE}
+)
+
 #: URCs whose second line is the message (PDU hex in PDU mode, text in text mode).
 DEFAULT_TWO_LINE_URCS: Final[tuple[str, ...]] = ("+CMT", "+CDS", "+CBM")
 
@@ -131,6 +156,10 @@ _LINE_END: Final = re.compile(rb"[\r\n]")
 #: After the prompt the modem may echo the PDU/text ending in Ctrl-Z (send) or ESC (cancel).
 _DATA_END: Final = re.compile(rb"[\r\n\x1a\x1b]")
 _CR_LF: Final[bytes] = b"\r\n"
+#: A "+NAME: ..." line (any sigil): in a strict free-text answer, another command's line.
+_FOREIGN_PREFIX: Final = re.compile(r"[+^*#$%!&][A-Za-z0-9_]+\s*:")
+#: What an unsolicited line looks like where a PDU line is due: a name and a colon, or words.
+_URC_LIKE: Final = re.compile(r"[+^*#$%!&]?[A-Za-z][A-Za-z0-9_ -]*:.*|\S+( \S+)+")
 _PROMPT_BYTE: Final[int] = ord(">")
 
 
@@ -154,6 +183,24 @@ def _name(prefix: str) -> str:
     return prefix.strip().rstrip(":").rstrip()
 
 
+_OUTSIDE: Final = Answer(free_text=True, strict=False)
+
+
+@dataclass(slots=True)
+class _Body:
+    """The body a header announced: ``length`` characters (text), one line (PDU: None)."""
+
+    length: int | None
+    content_framed: bool = False  # text without a length: up to the next header or result
+    lines: list[str] = field(default_factory=list)
+    urc: Urc | None = None  # the two-line URC this body belongs to, if any
+
+    def complete(self) -> bool:
+        if self.length is None:
+            return bool(self.lines) and not self.content_framed
+        return len("\n".join(self.lines)) >= self.length
+
+
 class ATParser:
     """Incremental, chunking-independent parser of what an AT modem says.
 
@@ -164,17 +211,22 @@ class ATParser:
     """
 
     __slots__ = (
+        "_after_cr",
+        "_answer",
+        "_bare",
+        "_body",
         "_body_names",
         "_buf",
         "_command",
         "_events",
-        "_expects_prompt",
+        "_line_prefix_urcs",
         "_overlong",
         "_pending",
         "_prompted",
         "_response_names",
         "_scanned",
         "_seen_response",
+        "_shown",
         "_urc_names",
         "_whole_line_urcs",
     )
@@ -184,21 +236,27 @@ class ATParser:
         *,
         urc_prefixes: Iterable[str] = DEFAULT_URC_PREFIXES,
         two_line_urcs: Iterable[str] = DEFAULT_TWO_LINE_URCS,
+        line_prefix_urcs: Iterable[str] = DEFAULT_LINE_PREFIX_URCS,
     ) -> None:
         names = {_name(p) for p in urc_prefixes} - {""}
         self._urc_names: frozenset[str] = frozenset(names)
         self._whole_line_urcs: frozenset[str] = frozenset(
             n for n in names if n[0] not in _SIGILS or n in PARAMETERLESS_URCS
         )
+        self._line_prefix_urcs: tuple[str, ...] = tuple(p for p in line_prefix_urcs if p)
         self._body_names: frozenset[str] = frozenset(_name(p) for p in two_line_urcs)
         self._buf = bytearray()
         self._scanned = 0  # bytes of _buf already known to hold no line end
         self._overlong = False  # discarding the rest of a line that was too long
+        self._after_cr = False  # the last line ended in CR: an LF next is the same line end
         self._events: list[ATEvent] = []
         self._pending: Urc | None = None  # two-line URC waiting for its body
+        self._body: _Body | None = None  # the body an entry header or a URC announced
         self._command: str | None = None
+        self._shown = ""
+        self._answer = _OUTSIDE
+        self._bare: re.Pattern[str] | None = None
         self._response_names: frozenset[str] = frozenset()
-        self._expects_prompt = False
         self._prompted = False
         self._seen_response = False
 
@@ -215,19 +273,29 @@ class ATParser:
         *,
         response_prefixes: Sequence[str] = (),
         expects_prompt: bool = False,
+        answer: Answer | None = None,
     ) -> None:
         """Announce the command just written (without its CR). Replaces any command in flight.
 
-        ``response_prefixes`` are the information-line prefixes this command answers with
-        (``("+CREG",)`` for ``AT+CREG?``): lines with these prefixes are :class:`InfoLine`
-        even when they are also URC prefixes. ``expects_prompt`` makes ``> `` a
+        ``answer`` declares what its answer looks like (see :class:`Answer`). Without one,
+        the older form applies: ``response_prefixes`` are the information-line prefixes
+        (lines with them are :class:`InfoLine` even when they are also URC prefixes) and any
+        other line that is not a URC belongs to the answer; ``expects_prompt`` makes ``> `` a
         :class:`Prompt` (``AT+CMGS``, ``AT+CMGW``).
         """
+        if answer is None:
+            answer = Answer(prefixes=tuple(response_prefixes), free_text=True,
+                            prompt=expects_prompt, dialling=_is_dialling(command),
+                            strict=False)
         self._command = command.strip().casefold()
-        self._response_names = frozenset(_name(p) for p in response_prefixes)
-        self._expects_prompt = expects_prompt
+        self._shown = redact(command.strip())  # what a Garbage reason may name: no PIN
+        self._answer = answer
+        self._bare = answer.bare_pattern()
+        self._response_names = frozenset(_name(p) for p in answer.prefixes)
         self._prompted = False
         self._seen_response = False
+        if self._body is not None and self._body.urc is None:
+            self._body = None
 
     def command_aborted(self) -> None:
         """Forget the command in flight (after a timeout); a late answer becomes Garbage."""
@@ -235,10 +303,13 @@ class ATParser:
 
     def _end_command(self) -> None:
         self._command = None
+        self._answer = _OUTSIDE
+        self._bare = None
         self._response_names = frozenset()
-        self._expects_prompt = False
         self._prompted = False
         self._seen_response = False
+        if self._body is not None and self._body.urc is None:
+            self._body = None
 
     # ------------------------------------------------------------------ framing
 
@@ -250,6 +321,12 @@ class ATParser:
         buf = self._buf
         pos = 0
         while pos < len(buf):
+            if self._after_cr and buf[pos] == 0x0A:
+                self._after_cr = False  # CR LF: one line end
+                pos += 1
+                self._scanned = max(self._scanned, pos)
+                continue
+            self._after_cr = False
             if not self._overlong and self._wants_prompt():
                 if buf[pos] in _CR_LF:  # blank line (or the LF of a CRLF)
                     pos += 1
@@ -275,6 +352,7 @@ class ATParser:
             terminator = buf[end]
             pos = end + 1
             self._scanned = pos
+            self._after_cr = terminator == 0x0D
             if self._overlong:
                 self._overlong = False
                 if line:
@@ -284,14 +362,14 @@ class ATParser:
             # else: Ctrl-Z/ESC after the prompt ends the modem's echo of the data we sent;
             # that echo is not part of the answer and is dropped.
         del buf[:pos]
-        self._scanned -= pos
+        self._scanned = max(0, self._scanned - pos)
         self._events = []
         return events
 
     # ------------------------------------------------------------------ classification
 
     def _wants_prompt(self) -> bool:
-        return self._expects_prompt and not self._prompted and self._command is not None
+        return self._answer.prompt and not self._prompted and self._command is not None
 
     def _on_prompt(self) -> None:
         self._flush_pending()
@@ -309,7 +387,12 @@ class ATParser:
                 if cleaned.strip():
                     self._garbage(cleaned, "noise line")
                 return
-        text = cleaned.decode("latin-1").strip()
+        line = cleaned.decode("latin-1")
+        body = self._body
+        if body is not None and body.length is not None and body.length > 0:
+            self._take_framed_body(body, line)
+            return
+        text = line.strip()
         if not text:
             return
         if self._pending is not None and self._take_body(text):
@@ -323,15 +406,78 @@ class ATParser:
         if final is not None:
             self._on_final(final)
             return
+        if self._is_answer_header(text):
+            self._on_header(text)
+            return
         urc = self._match_urc(text)
         if urc is not None:
             self._on_urc(urc)
             return
-        if self._command is not None:
+        if body is not None and self._command is not None:
+            self._take_unframed_body(body, line)
+            return
+        if self._command is not None and self._belongs(text):
             self._seen_response = True
             self._events.append(InfoLine(text))
+        elif self._command is not None:
+            self._garbage(text.encode("latin-1"), f"unsolicited line during {self._shown}")
         else:
             self._garbage(text.encode("latin-1"), "line outside a command")
+
+    def _belongs(self, text: str) -> bool:
+        if self._answer.free_text:
+            return not (self._answer.strict and _FOREIGN_PREFIX.match(text))
+        return self._bare is not None and self._bare.fullmatch(text) is not None
+
+    def _is_answer_header(self, text: str) -> bool:
+        if self._command is None or not self._response_names:
+            return False
+        colon = text.find(":")
+        return colon > 0 and text[:colon].rstrip() in self._response_names
+
+    def _on_header(self, text: str) -> None:
+        self._seen_response = True
+        self._body = None
+        self._events.append(InfoLine(text))
+        kind = self._answer.entries
+        if kind == "pdu":
+            self._body = _Body(length=None)
+        elif kind == "text":
+            colon = text.find(":")
+            name, args = text[:colon].rstrip(), text[colon + 1 :]
+            length = text_body_length(name, args)
+            if length != 0:
+                self._body = _Body(length=length, content_framed=length is None)
+
+    def _take_framed_body(self, body: _Body, line: str) -> None:
+        """A line of a body whose length the header gave: text, whatever it looks like."""
+        if not body.lines and not line:
+            return  # the blank line some modems put between the header and the text
+        body.lines.append(line)
+        if body.urc is None:
+            self._seen_response = True
+            self._events.append(InfoLine(line, body=True))
+        if body.complete():
+            self._body = None
+            if body.urc is not None:
+                urc = body.urc
+                self._events.append(Urc(urc.name, urc.args, "\n".join(body.lines)))
+
+    def _take_unframed_body(self, body: _Body, line: str) -> None:
+        """A PDU line, or text without a length (up to the next header or final result)."""
+        if not body.content_framed and _URC_LIKE.fullmatch(line.strip()):
+            # "NAME: ..." or words with spaces where a PDU (hex) should be: an unknown
+            # unsolicited line, not this entry's PDU, which may still follow.
+            self._garbage(line.strip().encode("latin-1"),
+                          f"unsolicited line during {self._shown}")
+            return
+        self._seen_response = True
+        if body.content_framed:
+            body.lines.append(line)
+            self._events.append(InfoLine(line.rstrip(), body=True))
+            return
+        self._body = None
+        self._events.append(InfoLine(line.strip(), body=True))
 
     def _take_body(self, text: str) -> bool:
         """Give ``text`` to the pending two-line URC; False if it is clearly not a body."""
@@ -357,6 +503,9 @@ class ATParser:
         )
 
     def _on_final(self, final: FinalResult) -> None:
+        if final.kind in CALL_RESULTS and not (self._command and self._answer.dialling):
+            self._events.append(Urc(final.text))  # a call event (a caller hung up)
+            return
         if self._command is None:
             self._garbage(final.text.encode("latin-1"), "stray result outside a command")
             return
@@ -371,13 +520,20 @@ class ATParser:
                 return Urc(name, text[colon + 1 :].strip())
         if text in self._whole_line_urcs and text not in self._response_names:
             return Urc(text)
+        for prefix in self._line_prefix_urcs:
+            if text.startswith(prefix):
+                return Urc(prefix, text[len(prefix) :].strip(" :"))
         return None
 
     def _on_urc(self, urc: Urc) -> None:
-        if self._expects_body(urc):
-            self._pending = urc
-        else:
+        if not self._expects_body(urc):
             self._events.append(urc)
+            return
+        length = text_body_length(urc.name, urc.args) if urc.name == "+CMT" else None
+        if length:
+            self._body = _Body(length=length, urc=urc)
+        else:
+            self._pending = urc
 
     def _expects_body(self, urc: Urc) -> bool:
         if urc.name not in self._body_names:
@@ -389,3 +545,8 @@ class ATParser:
 
     def _garbage(self, data: bytes, reason: str) -> None:
         self._events.append(Garbage(data, reason))
+
+
+def _is_dialling(command: str) -> bool:
+    head = command.strip().upper()
+    return head.startswith(("ATD", "ATA")) and not head.startswith("ATD?")

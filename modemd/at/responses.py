@@ -21,6 +21,7 @@ __all__ = [
     "REGISTRATION_STATES",
     "ListedPdu",
     "ListedText",
+    "ListingEntry",
     "Operator",
     "Registration",
     "ResponseParseError",
@@ -29,6 +30,7 @@ __all__ = [
     "StorageUse",
     "choose_cnmi",
     "choose_cpms",
+    "listing_entries",
     "parse_cmgl_pdu",
     "parse_cmgl_text",
     "parse_cmgr_pdu",
@@ -42,6 +44,8 @@ __all__ = [
     "parse_cpms_test",
     "parse_creg",
     "parse_csq",
+    "parse_entry_pdu",
+    "parse_entry_text",
 ]
 
 
@@ -299,6 +303,86 @@ def parse_cmgr_pdu(lines: Iterable[str]) -> ListedPdu:
     )
 
 
+# ---------------------------------------------------------------------------- one entry at a time
+
+
+@dataclass(frozen=True, slots=True)
+class ListingEntry:
+    """One entry of a ``+CMGL`` listing or a ``+CMGR`` answer, as framed by the parser: its
+    header line and the body lines the header announced (none for an empty slot)."""
+
+    header: str
+    body: tuple[str, ...]
+
+    def index(self) -> int | None:
+        """The ``<index>`` of a ``+CMGL`` header, None when unreadable (or a ``+CMGR``)."""
+        if not self.header.upper().startswith("+CMGL"):
+            return None
+        fields = _split(_args(self.header, "+CMGL"))
+        text = _unquote(fields[0]) if fields else ""
+        return int(text) if text.isascii() and text.isdecimal() else None
+
+    def raw(self) -> bytes:
+        """What the modem said, kept for the journal when the entry cannot be read."""
+        return "\n".join((self.header, *self.body)).encode("utf-8", "replace")
+
+
+def listing_entries(items: Iterable[object], prefix: str) -> list[ListingEntry]:
+    """Group a framed answer (``InfoLine``s with their ``body`` flags) into entries.
+
+    A body line before any header, or a line that is neither, is kept out of every entry.
+    """
+    entries: list[ListingEntry] = []
+    header: str | None = None
+    body: list[str] = []
+    for item in items:
+        text = str(getattr(item, "text", item))
+        if getattr(item, "body", False):
+            if header is not None:
+                body.append(text)
+            continue
+        if text.strip().upper().startswith(prefix):
+            if header is not None:
+                entries.append(ListingEntry(header, tuple(body)))
+            header, body = text.strip(), []
+    if header is not None:
+        entries.append(ListingEntry(header, tuple(body)))
+    return entries
+
+
+def parse_entry_pdu(entry: ListingEntry) -> ListedPdu:
+    """A PDU-mode entry; ResponseParseError names what is wrong with this entry only."""
+    name = "+CMGL" if entry.header.upper().startswith("+CMGL") else "+CMGR"
+    fields = _split(_args(entry.header, name))
+    minimum = 3 if name == "+CMGL" else 1
+    if len(fields) < minimum:
+        raise ResponseParseError(f"expected {name} header fields", line=entry.header)
+    pdus = [line for line in entry.body if line.strip()]
+    if len(pdus) != 1:
+        raise ResponseParseError(f"{name} entry without its PDU line", line=entry.header)
+    index = _int(fields[0], "index", entry.header) if name == "+CMGL" else None
+    rest = fields[1:] if name == "+CMGL" else fields
+    alpha = _unquote(rest[-2]) if len(rest) >= 3 else ""
+    return ListedPdu(
+        index=index,
+        status=_opt_int(rest[0], "stat", entry.header) if len(rest) >= 2 else None,
+        length=_int(rest[-1], "length", entry.header),
+        pdu_hex=_pdu_line(pdus[0]),
+        alpha=alpha or None,
+    )
+
+
+def parse_entry_text(entry: ListingEntry) -> ListedText:
+    """A text-mode entry: header fields unquoted, body lines joined with ``\\n`` as sent."""
+    name = "+CMGL" if entry.header.upper().startswith("+CMGL") else "+CMGR"
+    fields = _split(_args(entry.header, name))
+    index = _int(fields[0], "index", entry.header) if name == "+CMGL" else None
+    args = tuple(_unquote(f) for f in (fields[1:] if name == "+CMGL" else fields))
+    if not args or not args[0]:
+        raise ResponseParseError(f"{name} entry without <stat>", line=entry.header)
+    return ListedText(index, args, "\n".join(entry.body))
+
+
 # ---------------------------------------------------------------------------- text mode
 
 
@@ -361,8 +445,11 @@ def _groups(args: str, line: str) -> list[str]:
     groups: list[str] = []
     depth = 0
     start = 0
+    bare_start: int | None = None  # a single value outside parentheses ("SM" in a mixed form)
     for i, char in enumerate(text):
         if char == "(":
+            if bare_start is not None:
+                raise ResponseParseError("unexpected '(' inside a value", line=line)
             if depth == 0:
                 start = i + 1
             depth += 1
@@ -372,8 +459,14 @@ def _groups(args: str, line: str) -> list[str]:
                 raise ResponseParseError("unbalanced parentheses", line=line)
             if depth == 0:
                 groups.append(text[start:i])
-        elif depth == 0 and char not in ", \t":
-            raise ResponseParseError(f"unexpected {char!r} outside parentheses", line=line)
+        elif depth == 0 and char == ",":
+            if bare_start is not None:
+                groups.append(text[bare_start:i].strip())
+                bare_start = None
+        elif depth == 0 and char not in " \t" and bare_start is None:
+            bare_start = i
+    if bare_start is not None:
+        groups.append(text[bare_start:].strip())
     if depth != 0:
         raise ResponseParseError("unbalanced parentheses", line=line)
     if len(groups) == 1 and groups[0].strip().startswith("("):
@@ -600,9 +693,12 @@ def choose_cpms(
             if name and name in offered:
                 return name
         usable = [n for n in offered if n not in _NOT_FOR_SMS]
-        return (usable or list(offered))[0]
+        return usable[0] if usable else ""  # never BM/SR: leave the parameter off
 
     mem3 = pick(groups[2])
     mem1 = pick(groups[0], mem3)
     mem2 = pick(groups[1], mem1 or mem3)
+    if not mem1:
+        raise ResponseParseError("AT+CPMS=? offers no storage for SMS (only BM/SR)",
+                                 line=repr(list(options)))
     return mem1, mem2, mem3

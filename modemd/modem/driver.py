@@ -1,13 +1,21 @@
 """One modem, supervised: open, initialise, receive, sweep, poll health, recover.
 
 The receive rule that the rest of modemd relies on: a message is read, committed to the
-journal (fsync), and only then deleted from the modem (+CMTI/sweep) or acknowledged (+CMT).
-Nothing depends on one notification arriving: a CMGL sweep runs at start, after every
-reconnect, after a storage-full warning and every ``sweep_interval`` seconds.
+journal (fsync), and only then deleted from the modem (+CMTI/sweep) or acknowledged (+CMT,
+with AT+CSMS=1 so the modem really waits for the acknowledgement). Nothing depends on one
+notification arriving: a CMGL sweep runs at start, after every reconnect, after a storage-full
+warning or a modem restart (``RDY``) and every ``sweep_interval`` seconds.
 
-Recovery ladder on a command timeout: AT ping → re-init → the profile's reset command →
-close and reopen the port with capped backoff. A vanished port is waited for (the same path,
-or the same IMEI found on another port) and the modem is swept when it is back.
+Every command declares its answer (:mod:`modemd.at.answers`): a line that does not fit is
+unsolicited and never read as the answer. Each listing entry is read on its own; one that
+cannot be read is journalled as an ``invalid`` record (dead-lettered by the pipeline), so it
+never stops the rest.
+
+The worker's phases are :class:`~modemd.modem.state.Phase`; initialisation and recovery are
+tables of steps (``INIT_STEPS``, ``RECOVERY_LADDER``). Recovery on a command timeout: AT ping
+-> re-init -> the profile's reset command -> close and reopen the port with capped backoff.
+A vanished port is waited for (the same path, or the same IMEI found on another port) and the
+modem is swept when it is back.
 """
 
 from __future__ import annotations
@@ -16,13 +24,17 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from modemd.at import responses as at
-from modemd.at.events import Garbage, Urc
+from modemd.at.answers import IMEI, IMSI, NOTHING, Answer, bare, prefixed
+from modemd.at.events import Garbage, ResultKind, Urc
 from modemd.at.parser import DEFAULT_URC_PREFIXES
+from modemd.backoff import Backoff
 from modemd.config import ModemConfig
 from modemd.errors import (
     ATError,
@@ -32,28 +44,31 @@ from modemd.errors import (
     StoreError,
     TransportError,
 )
+from modemd.modem.identity import read_iccid, read_imei
 from modemd.modem.profiles import (
     GENERIC,
-    PIN_RETRY_QUERIES,
     PROFILES,
     ModemProfile,
     detect_profile,
+    meaning_of,
+    pin_retry_queries,
     profile_named,
 )
-from modemd.modem.sending import SendJobs, send_one
+from modemd.modem.reading import PDU_MODE, TEXT_MODE, EntryRecord, ReadMode
 from modemd.modem.session import ATSession, Response
-from modemd.modem.state import ModemIdentity, ModemState
-from modemd.sinks.base import Backoff
+from modemd.modem.state import ModemIdentity, ModemState, Phase
 from modemd.store.journal import Journal, RecordMode
-from modemd.transport import SerialTransport
+from modemd.transport import SerialTransport, Transport
 
 log = logging.getLogger(__name__)
 
 # Every vendor URC any profile knows: the parser must recognise them before the profile is
 # known (a ^RSSI can arrive in the middle of the very first command).
 ALL_URC_PREFIXES = tuple(
-    dict.fromkeys([*DEFAULT_URC_PREFIXES, *(u for p in PROFILES for u in p.extra_urcs)])
+    dict.fromkeys([*DEFAULT_URC_PREFIXES, *(u for p in PROFILES for u in p.extra_urcs),
+                   *(e.name for p in PROFILES for e in p.events)])
 )
+ALL_LINE_PREFIX_URCS = tuple(dict.fromkeys(u for p in PROFILES for u in p.line_prefix_urcs))
 
 
 # Put on the URC queue to end the worker's idle wait at once (a send was queued).
@@ -61,6 +76,22 @@ _WAKE = Urc("")
 
 # Broadcast and status-report storages hold no SMS-DELIVER for us to sweep.
 _NOT_MESSAGE_STORAGES = frozenset({"BM", "SR"})
+_ICCID_ANSWER = r'"?[0-9A-Fa-f]{18,22}"?'
+_VALID_PIN = re.compile(r"\d{4,8}", re.ASCII)
+
+#: +CME ERROR codes to AT+CPIN? (3GPP TS 27.007 9.2.1) that mean the SIM cannot be used;
+#: 14 (SIM busy) is asked again. The verbose forms (AT+CMEE=2) are matched too.
+SIM_ERRORS: dict[int, str] = {
+    10: "no SIM inserted",
+    13: "SIM failure",
+    15: "wrong SIM",
+}
+_SIM_ERROR_TEXT: dict[str, int] = {
+    "sim not inserted": 10, "sim failure": 13, "sim busy": 14, "sim wrong": 15,
+}
+_SIM_BUSY = 14
+#: SIM states in which messages are received: PIN2/PUK2 lock only the fixed dialling numbers.
+_RECEIVING_SIM_STATES = frozenset({"READY", "SIM PIN2", "SIM PUK2"})
 
 
 class SimNotReady(ModemdError):
@@ -75,8 +106,39 @@ class _Stop(Exception):
     """Internal: the driver was asked to stop."""
 
 
+@dataclass(frozen=True, slots=True)
+class RecoveryStep:
+    """One rung of the recovery ladder: the method that tries it, and what it counts as."""
+
+    name: str
+    method: str
+
+
+#: Tried in order after a command timeout; the first that works ends the recovery.
+RECOVERY_LADDER: tuple[RecoveryStep, ...] = (
+    RecoveryStep("ping", "_recover_by_ping"),
+    RecoveryStep("reinit", "_recover_by_reinit"),
+    RecoveryStep("reset", "_recover_by_reset"),
+)
+
+#: The initialisation, in order (each a method of ModemDriver).
+INIT_STEPS: tuple[str, ...] = (
+    # The modem is identified before the SIM is read: its profile says how slow SIM reads may
+    # be and how to read the PIN attempts left.
+    "_sync", "_echo_off", "_verbose_errors", "_identify_modem", "_unlock_sim", "_identify_sim",
+    "_vendor_init", "_choose_mode", "_choose_storage", "_choose_notifications",
+)
+
+
 class ModemDriver:
-    """Runs one configured modem on its own worker thread."""
+    """Runs one configured modem on its own worker thread.
+
+    Other code extends the worker loop with :meth:`add_worker_hook`: a callable run on the
+    worker thread once per loop turn (about every 0.25 s, and at once after a URC), with the
+    driver, between the URC handling and the periodic sweep (the sender uses it to submit
+    queued messages). A hook may issue commands with :meth:`command`; its CommandTimeout
+    starts the recovery ladder like any other.
+    """
 
     def __init__(
         self,
@@ -89,7 +151,7 @@ class ModemDriver:
         health_interval: float = 60.0,
         port_resolver: Callable[[ModemConfig], str | None] | None = None,
         max_backoff: float = 30.0,
-        send_jobs: SendJobs | None = None,
+        transport_factory: Callable[[str], Transport] | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -102,23 +164,36 @@ class ModemDriver:
         self.state = ModemState(name=config.name, port=config.port)
         self.profile: ModemProfile = GENERIC
         self._forced_profile = None if config.profile == "auto" else profile_named(config.profile)
+        if self._forced_profile is not None:
+            self.profile = self._forced_profile
+        self._transport_factory = transport_factory or self._serial_transport
         self._urcs: queue.Queue[Urc] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._session: ATSession | None = None
+        self._max_backoff = max_backoff
         self._backoff = Backoff(base=0.5, cap=max_backoff)
+        self._reader: ReadMode = PDU_MODE
         self._read_storage: str | None = None
         self._refused_pin: str | None = None
+        self._pin_timed_out = False
         self._wrong_modem = False
         self._primary_storage: str | None = None
         self._sweep_storages: tuple[str, ...] = ()
+        self._store_cnmi: str | None = None  # the CNMI setting that stores (for stop)
+        self._degraded: str | None = None  # what works, but not as configured
         self._next_sweep = 0.0
         self._next_health = 0.0
+        self._beat = time.monotonic()  # the worker's last sign of life
+        self._first_sync = False  # the sync after opening the port waits for a slow boot
+        self._hooks: list[Callable[[ModemDriver], None]] = []
+        # set by sending: status reports stored in SR are swept like messages
+        self.sweeps_status_reports = False
         self.ready = threading.Event()  # set after the first successful init
-        self.garbage_lines = 0
-        self._beat = time.monotonic()  # the worker's last sign of progress, for stalled()
-        self.stall_after = max(120.0, 4 * self.timeout + max_backoff)
-        self.send_jobs = send_jobs
+        self.garbage_lines = 0  # lines that fit no answer and no known URC
+        self.unknown_urcs = 0  # URC names the parser knows but no profile explains
+        self.invalid_entries = 0  # listing entries that could not be read
+        self.events: dict[str, int] = {}  # vendor events by meaning (call, restarted, ...)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -129,12 +204,16 @@ class ModemDriver:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker; it leaves the modem storing new messages (CNMI store mode)."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(min(timeout, max(2.0, self.timeout / 2)))
         session = self._session
         if session is not None:
             session.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def wake(self) -> None:
         """Look for send work now rather than after the idle wait."""
@@ -144,22 +223,45 @@ class ModemDriver:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    # --- the supervisor loop -----------------------------------------------------------------
+    def add_worker_hook(self, hook: Callable[[ModemDriver], None]) -> None:
+        """Run ``hook(driver)`` once per worker loop turn (see the class docstring)."""
+        self._hooks.append(hook)
 
-    def stalled(self, now: float) -> str | None:
-        """Why the worker is not making progress (monotonic *now*), or None if it is."""
-        if not self.alive:
-            return f"modem {self.config.name}: worker thread is not running"
-        if now - self._beat > self.stall_after:
-            return f"modem {self.config.name}: worker stuck for {now - self._beat:.0f} s"
+    def receive_work_waiting(self) -> bool:
+        """A URC waits to be handled (hooks that can wait, such as sending, let it go first)."""
+        return not self._urcs.empty()
+
+    def stalled(self, now: float | None = None) -> str | None:
+        """Why the worker looks stuck (for the watchdog), or None while it makes progress.
+
+        Bytes still arriving (a long listing on a slow line) count as progress.
+        """
+        if self._thread is None or self._stop.is_set():
+            return None
+        if not self._thread.is_alive():
+            return f"modem {self.config.name}: worker thread ended"
+        now = time.monotonic() if now is None else now
+        limit = max(120.0, 4 * self.timeout + self._max_backoff)
+        session = self._session
+        if session is not None and now - session.last_read_at < limit:
+            return None if now - self._beat < 10 * limit else (
+                f"modem {self.config.name}: one command for {now - self._beat:.0f}s")
+        idle = now - self._beat
+        if idle > limit:
+            return (f"modem {self.config.name}: worker has not progressed for {idle:.0f}s "
+                    f"({self.state.phase.value})")
         return None
+
+    # --- the supervisor loop -----------------------------------------------------------------
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._beat = time.monotonic()
             try:
+                self._set_phase(Phase.CONNECTING)
                 self._connect()
                 self._backoff.reset()
+                self._set_phase(Phase.SERVING)
                 self._serve()
             except _Stop:
                 break
@@ -180,26 +282,49 @@ class ModemDriver:
             except Exception as exc:
                 # A bug must not end reception for good: log it, back off, reconnect.
                 log.exception("modem %s: unexpected error", self.config.name)
-                self._went_offline(f"internal error: {exc!r}", step="reopen")
+                self._went_offline(f"internal error: {type(exc).__name__}", step="reopen")
             finally:
+                if self._stop.is_set():
+                    self._leave_store_mode()
                 self._close_session()
             if self._stop.is_set():
                 break
+            self._beat = time.monotonic()
             self._stop.wait(self._backoff.next_delay())
         self._close_session()
         self.state.online = False
+        self._set_phase(Phase.STOPPED)
+
+    def _set_phase(self, phase: Phase) -> None:
+        self.state.phase = phase
+        self._beat = time.monotonic()
 
     def _went_offline(self, reason: str, *, step: str) -> None:
         log.warning("modem %s: %s", self.config.name, reason)
         self.state.online = False
         self.state.last_error = reason
         self.state.count(step)
+        self._set_phase(Phase.OFFLINE)
         self._publish_state()
 
     def _close_session(self) -> None:
         session, self._session = self._session, None
         if session is not None:
             session.close()
+
+    def _leave_store_mode(self) -> None:
+        """On stop: messages arriving while modemd is away must be stored, not pushed."""
+        session = self._session
+        if session is None or self.state.delivery != "direct" or session.dead.is_set():
+            return
+        setting = self._store_cnmi or "2,1,0,0,0"
+        try:
+            session.execute(f"AT+CNMI={setting}", timeout=min(self.timeout, 2.0),
+                            answer=NOTHING)
+            log.info("modem %s: left in store mode (AT+CNMI=%s)", self.config.name, setting)
+        except ATError as exc:
+            log.warning("modem %s: could not switch to store mode on stop: %s",
+                        self.config.name, exc)
 
     def _resolve_port(self) -> str:
         port = self.config.port
@@ -212,10 +337,13 @@ class ModemDriver:
                 return found
         return port
 
+    def _serial_transport(self, port: str) -> Transport:
+        return SerialTransport(port, baudrate=self.config.baudrate, rtscts=self.config.rtscts)
+
     def _connect(self) -> None:
         port = self._resolve_port()
         self.state.port = port
-        transport = SerialTransport(port, baudrate=self.config.baudrate, rtscts=self.config.rtscts)
+        transport = self._transport_factory(port)
         transport.open()
         self._urcs = queue.Queue()
         session = ATSession(
@@ -223,11 +351,12 @@ class ModemDriver:
             on_urc=self._urcs.put,
             on_garbage=self._on_garbage,
             urc_prefixes=ALL_URC_PREFIXES,
+            line_prefix_urcs=ALL_LINE_PREFIX_URCS,
             name=self.config.name,
         )
         self._session = session
         session.start()
-        self._initialise()
+        self._initialise(first=True)
         ident = self.state.identity
         if not self.config.matches(imei=ident.imei, iccid=ident.iccid):
             # Another modem answers on this path (re-enumeration swapped them): never take
@@ -237,25 +366,35 @@ class ModemDriver:
                              f"configured {self.config.imei or self.config.iccid}")
         self._wrong_modem = False
         self.state.online = True
-        self.state.last_error = None
+        self.state.last_error = self._degraded  # said until it changes, e.g. no direct mode
         log.info(
-            "modem %s online: %s %s IMEI %s, %s mode, storage %s %s/%s",
+            "modem %s online: %s %s IMEI %s, %s mode, storage %s %s/%s, %s delivery",
             self.config.name, self.state.identity.manufacturer, self.state.identity.model,
             self.state.identity.imei, self.state.mode, self.state.storage,
-            self.state.storage_used, self.state.storage_total,
+            self.state.storage_used, self.state.storage_total, self.state.delivery,
         )
+        # A boot banner (RDY) that came while initialising is the boot just initialised for.
+        self._drop_queued_restarts()
         self.sweep()
         self.poll_health()
         self.ready.set()
 
     def _on_garbage(self, event: Garbage) -> None:
-        self.garbage_lines += 1
+        self.garbage_lines += 1  # the reader thread's count; the worker copies it (no dict race)
 
     # --- commands ------------------------------------------------------------------------------
 
+    def command(
+        self, command: str, *, answer: Answer = NOTHING, check: bool = True,
+        timeout: float | None = None, progress: bool = False, data: bytes | None = None,
+    ) -> Response:
+        """Run one command on the worker thread (for worker hooks)."""
+        return self._cmd(command, answer=answer, check=check, timeout=timeout,
+                         progress=progress, data=data)
+
     def _cmd(
-        self, command: str, *, prefixes: tuple[str, ...] = (), check: bool = True,
-        timeout: float | None = None,
+        self, command: str, *, answer: Answer = NOTHING, check: bool = True,
+        timeout: float | None = None, progress: bool = False, data: bytes | None = None,
     ) -> Response:
         if self._stop.is_set():
             raise _Stop
@@ -264,47 +403,57 @@ class ModemDriver:
             raise TransportError("not connected", port=self.state.port)
         self._beat = time.monotonic()
         return session.execute(
-            command, timeout=timeout or self.timeout, response_prefixes=prefixes, check=check
+            command, timeout=timeout or self._timeout_for(command), answer=answer,
+            check=check, progress=progress, data=data,
         )
 
-    def _try(self, command: str, *, prefixes: tuple[str, ...] = ()) -> Response | None:
+    def _timeout_for(self, command: str) -> float:
+        """The configured timeout, or longer where the profile knows the modem is slow."""
+        upper = command.upper()
+        slow = [t for prefix, t in self.profile.command_timeouts if upper.startswith(prefix)]
+        return max([self.timeout, *slow])
+
+    def _try(self, command: str, answer: Answer = NOTHING) -> Response | None:
         """A command whose failure is an answer (unsupported), not a problem."""
         try:
-            return self._cmd(command, prefixes=prefixes)
+            return self._cmd(command, answer=answer)
         except CommandFailed:
             return None
 
-    def _value(self, command: str, prefix: str = "") -> str:
-        """The single information line of an identity query, prefix removed."""
-        response = self._try(command, prefixes=(prefix,) if prefix else ())
+    def _value(self, command: str, answer: Answer) -> str:
+        """The first line of a query's answer, its prefix removed."""
+        response = self._try(command, answer)
         if response is None:
             return ""
         for line in response.lines:
             text = line.strip()
-            if prefix and text.startswith(prefix + ":"):
-                return text[len(prefix) + 1 :].strip().strip('"')
+            for prefix in answer.prefixes:
+                if text.startswith(prefix + ":"):
+                    return text[len(prefix) + 1 :].strip().strip('"')
             if text:
                 return text.strip('"')
         return ""
 
     # --- init --------------------------------------------------------------------------------
 
-    def _initialise(self) -> None:
-        self._sync()
-        self._cmd("ATE0")
-        self._try("AT+CMEE=1")
-        self._unlock_sim()
-        self._identify()
-        for command in self.profile.init_commands:
-            self._try(command)
-        self._choose_mode()
-        self._choose_storage()
-        self._choose_notifications()
+    def _initialise(self, *, first: bool = False) -> None:
+        self._set_phase(Phase.INITIALISING)
+        self._first_sync = first
+        for step in INIT_STEPS:
+            getattr(self, step)()
+            self._beat = time.monotonic()
 
     def _sync(self) -> None:
-        """Get the modem's attention: a few short ATs (it may be booting or mid-garbage)."""
+        """Get the modem's attention: a few short ATs (it may be booting or mid-garbage).
+
+        A slow-booting module (u-blox TOBY-L2: ~20 s) is given its profile's ready time.
+        """
+        patience = self.profile.ready_timeout if self._first_sync else 0.0
+        deadline = time.monotonic() + patience
         last: ATError | None = None
-        for _ in range(3):
+        tries = 0
+        while tries < 3 or time.monotonic() < deadline:
+            tries += 1
             try:
                 self._cmd("AT", timeout=min(self.timeout, 2.0))
                 return
@@ -313,67 +462,137 @@ class ModemDriver:
         assert last is not None
         raise last
 
+    def _echo_off(self) -> None:
+        self._cmd("ATE0")
+
+    def _verbose_errors(self) -> None:
+        self._try("AT+CMEE=1")
+
+    def _vendor_init(self) -> None:
+        for command in self.profile.init_commands:
+            self._try(command)
+
+    def _sim_state(self) -> str:
+        """AT+CPIN?'s state; SimNotReady when the SIM is missing, failed or wrong.
+
+        "" when the modem cannot tell (plain ERROR): then reception is simply tried.
+        """
+        for _ in range(max(1, self.profile.sim_busy_retries + 1)):
+            response = self._cmd("AT+CPIN?", answer=prefixed("+CPIN"), check=False)
+            if response.final.ok:
+                line = response.first("+CPIN")
+                return at.parse_cpin(line) if line else ""
+            code = response.final.code
+            if code is None:
+                text = response.final.text.partition(":")[2].strip().casefold()
+                code = _SIM_ERROR_TEXT.get(text)
+            if code == _SIM_BUSY:
+                log.info("modem %s: SIM busy; asking again", self.config.name)
+                if self._stop.wait(1.0):
+                    raise _Stop
+                continue
+            if code in SIM_ERRORS:
+                self.state.sim = SIM_ERRORS[code]
+                raise SimNotReady(f"SIM not usable: {SIM_ERRORS[code]} (+CME ERROR: {code})")
+            if code == 11:
+                return "SIM PIN"
+            if code == 12:
+                return "SIM PUK"
+            if response.final.kind in (ResultKind.CME_ERROR, ResultKind.CMS_ERROR):
+                self.state.sim = f"unknown ({response.final.text})"
+                raise SimNotReady(f"SIM state unknown: {response.final.text}")
+            return ""
+        self.state.sim = "SIM busy"
+        raise SimNotReady("SIM busy: it did not become ready")
+
     def _unlock_sim(self) -> None:
-        state = self._value("AT+CPIN?", "+CPIN")
-        if not state or state == "READY":
+        state = self._sim_state()
+        self.state.sim = state or None
+        if not state or state in _RECEIVING_SIM_STATES:
+            if state in ("SIM PIN2", "SIM PUK2"):
+                log.info("modem %s: %s pending; it does not stop reception",
+                         self.config.name, state)
             return
-        if state == "SIM PIN":
-            pin = self.config.resolved_pin()
-            if not pin:
-                raise SimNotReady("the SIM needs a PIN: set pin_file in the [[modem]] section")
-            # A wrong PIN entered on every reconnect would lock the SIM (PUK) within seconds:
-            # enter each configured PIN once, and never with fewer than two attempts left.
-            if pin == self._refused_pin:
-                raise SimNotReady("the SIM refused the configured PIN; fix pin_file and restart")
-            left = self._pin_attempts_left()
-            if left is not None and left < 2:
-                raise SimNotReady(f"only {left} PIN attempt(s) left: not entering the PIN "
-                                  "automatically; check it with `modemd probe`")
-            try:
-                self._cmd(f'AT+CPIN="{pin}"')
-            except CommandFailed as exc:
-                self._refused_pin = pin
-                raise SimNotReady(f"the SIM refused the configured PIN ({exc.code})") from exc
-            time.sleep(0.5)
-            return
-        raise SimNotReady(f"SIM not ready: {state} (PUK or a missing SIM need a person)")
+        if state != "SIM PIN":
+            raise SimNotReady(f"SIM not ready: {state} (PUK or a missing SIM need a person)")
+        pin = self.config.resolved_pin()
+        if not pin:
+            raise SimNotReady("the SIM needs a PIN: set pin_file in the [[modem]] section")
+        if _VALID_PIN.fullmatch(pin) is None:
+            raise SimNotReady("the configured PIN is not 4-8 digits: not entering it")
+        # A wrong PIN entered on every reconnect would lock the SIM (PUK) within seconds:
+        # enter each configured PIN once, and never with fewer than two attempts left.
+        if pin == self._refused_pin:
+            raise SimNotReady("the SIM refused the configured PIN; fix pin_file and restart")
+        left = self._pin_attempts_left()
+        if self._pin_timed_out and left is None:
+            raise SimNotReady("an earlier PIN entry timed out and the attempts left cannot be "
+                              "read: not entering the PIN again; check with `modemd probe`")
+        if left is not None and left < 2:
+            raise SimNotReady(f"only {left} PIN attempt(s) left: not entering the PIN "
+                              "automatically; check it with `modemd probe`")
+        try:
+            self._cmd(f'AT+CPIN="{pin}"', timeout=max(self._timeout_for("AT+CPIN="), 5.0))
+        except CommandTimeout:
+            self._pin_timed_out = True
+            raise SimNotReady("the PIN entry timed out; the attempts left are read before "
+                              "it is tried again") from None
+        except CommandFailed as exc:
+            self._refused_pin = pin
+            raise SimNotReady(f"the SIM refused the configured PIN ({exc.code})") from None
+        self._pin_timed_out = False
+        self.state.sim = "READY"
+        if self._stop.wait(self.profile.pin_settle):
+            raise _Stop
 
     def _pin_attempts_left(self) -> int | None:
-        for command, prefix, position in PIN_RETRY_QUERIES:
-            fields = [f.strip().strip('"') for f in self._value(command, prefix).split(",")]
+        for command, prefix, position in pin_retry_queries(self.profile):
+            fields = [f.strip().strip('"')
+                      for f in self._value(command, prefixed(prefix)).split(",")]
             if len(fields) > position and fields[position].isdigit():
                 return int(fields[position])
         return None
 
-    def _identify(self) -> None:
-        manufacturer = self._value("AT+CGMI", "+CGMI")
-        model = self._value("AT+CGMM", "+CGMM")
+    def _identify_modem(self) -> None:
+        manufacturer = self._value("AT+CGMI", prefixed("+CGMI", free_text=True))
+        model = self._value("AT+CGMM", prefixed("+CGMM", free_text=True))
         self.profile = self._forced_profile or detect_profile(manufacturer, model)
-        iccid = ""
-        for command, prefix in self.profile.iccid_commands:
-            iccid = self._value(command, prefix)
-            if iccid:
-                break
+        self.state.profile = self.profile.name
         self.state.identity = ModemIdentity(
             manufacturer=manufacturer,
             model=model,
-            revision=self._value("AT+CGMR", "+CGMR"),
-            imei=self._value("AT+CGSN", "+CGSN") or None,
-            imsi=self._value("AT+CIMI", "+CIMI") or None,
-            iccid=iccid.rstrip("F") or None,
+            revision=self._value("AT+CGMR", prefixed("+CGMR", free_text=True)),
+            imei=read_imei(self._value("AT+CGSN", IMEI)),
         )
-        self.state.profile = self.profile.name
+
+    def _identify_sim(self) -> None:
+        iccid_answer = ""
+        for command, prefix in self.profile.iccid_commands:
+            answer = bare(_ICCID_ANSWER, prefix) if prefix else bare(_ICCID_ANSWER)
+            iccid_answer = self._value(command, answer)
+            if iccid_answer:
+                break
+        iccid = read_iccid(iccid_answer)
+        if iccid.problem:
+            log.warning("modem %s: %s", self.config.name, iccid.problem)
+        self.state.identity = replace(
+            self.state.identity,
+            imsi=self._value("AT+CIMI", IMSI) or None,
+            iccid=iccid.value,
+            iccid_problem=iccid.problem,
+        )
 
     def _choose_mode(self) -> None:
         if self._try("AT+CMGF=0") is not None:
-            self.state.mode = "pdu"
-            return
-        self._cmd("AT+CMGF=1")
-        self._try("AT+CSDH=1")
-        self.state.mode = "text"
+            self._reader = PDU_MODE
+        else:
+            self._cmd("AT+CMGF=1")
+            self._try("AT+CSDH=1")  # the header gives the body's length: framing by length
+            self._reader = TEXT_MODE
+        self.state.mode = self._reader.name
 
     def _choose_storage(self) -> None:
-        line = self._value("AT+CPMS=?", "+CPMS")
+        line = self._value("AT+CPMS=?", prefixed("+CPMS"))
         preference: tuple[str, ...] = (
             self.profile.storage_preference
             if self.config.storage == "auto"
@@ -381,18 +600,25 @@ class ModemDriver:
         )
         chosen: tuple[str, ...] = (preference[0],) * 3
         options: tuple[tuple[str, ...], ...] = ()
-        with contextlib.suppress(ATError):  # unreadable: fall back to the preference
+        try:
             options = at.parse_cpms_test(line) if line else ()
             if options:
                 chosen = at.choose_cpms(options, prefer=preference)
+        except ATError as exc:  # unreadable: fall back to the preference
+            log.info("modem %s: AT+CPMS=? answer %r unusable (%s); using %s",
+                     self.config.name, line, exc, preference[0])
+            chosen = (preference[0],) * 3
         mem1 = chosen[0] or preference[0]
         # A storage the modem does not list ("" from choose_cpms) is left off the command.
         storages = ",".join(f'"{m}"' for m in chosen if m)
-        self._cmd(f"AT+CPMS={storages}", prefixes=("+CPMS",))
+        self._cmd(f"AT+CPMS={storages}", answer=prefixed("+CPMS"))
         self._read_storage = self._primary_storage = mem1
         # Messages can wait in any readable storage (another tool's setting, a modem that
-        # stored there before init): the sweep reads them all, the chosen one last.
-        readable = options[0] if options else (mem1,)
+        # stores new messages in SM whatever <mem3> says): the sweep reads every one, the
+        # chosen one last.
+        readable = tuple(dict.fromkeys(
+            [*(options[0] if options else ()), *(chosen[2:3] if chosen[2:3] != ("",) else ())]
+        )) or (mem1,)
         self._sweep_storages = (
             *(m for m in readable if m != mem1 and m not in self._not_swept()), mem1)
         self.state.storage = mem1
@@ -400,21 +626,44 @@ class ModemDriver:
 
     def _not_swept(self) -> frozenset[str]:
         # Sending: delivery reports stored in SR while nobody listened are read by the sweep.
-        return _NOT_MESSAGE_STORAGES - {"SR"} if self.send_jobs else _NOT_MESSAGE_STORAGES
+        return _NOT_MESSAGE_STORAGES - {"SR"} if self.sweeps_status_reports \
+            else _NOT_MESSAGE_STORAGES
 
     def _choose_notifications(self) -> None:
-        line = self._value("AT+CNMI=?", "+CNMI")
-        setting = "2,1,0,0,0"
+        line = self._value("AT+CNMI=?", prefixed("+CNMI"))
+        direct = self.config.delivery == "direct"
+        if direct and not self._hold_until_acknowledged():
+            log.warning("modem %s: the modem refused AT+CSMS=1, so +CMT would not wait for "
+                        "the acknowledgement: using store mode (+CMTI) instead",
+                        self.config.name)
+            direct = False
+        setting, store = "2,1,0,0,0", "2,1,0,0,0"
         try:
             options = at.parse_cnmi_test(line) if line else ()
             if options:
-                setting = at.choose_cnmi(options, prefer_direct=self.config.delivery == "direct")
+                setting = at.choose_cnmi(options, prefer_direct=direct)
+                store = at.choose_cnmi(options, prefer_direct=False)
         except ATError as exc:
             log.info("modem %s: CNMI options %r unusable (%s); trying %s", self.config.name,
                      line, exc, setting)
+        self._store_cnmi = store
         if self._try(f"AT+CNMI={setting}") is None:
             # Not every modem takes five values; without notifications the sweep still works.
+            setting = "2,1"
             self._try("AT+CNMI=2,1")
+        mt = setting.split(",")[1] if "," in setting else "1"
+        self.state.delivery = "direct" if mt == "2" else "store"
+        self._degraded = None
+        if self.config.delivery == "direct" and self.state.delivery != "direct":
+            self._degraded = "direct delivery unavailable (AT+CSMS=1 refused): store mode in use"
+
+    def _hold_until_acknowledged(self) -> bool:
+        """AT+CSMS=1: the modem keeps a +CMT message until AT+CNMA (3GPP TS 27.005 3.2.1)."""
+        response = self._try("AT+CSMS=1", prefixed("+CSMS"))
+        if response is None:
+            return False
+        fields = (response.first("+CSMS") or "1").split(",")
+        return fields[0].strip() == "1"
 
     # --- receiving ---------------------------------------------------------------------------
 
@@ -434,12 +683,7 @@ class ModemDriver:
             try:
                 if urc is not None and urc is not _WAKE:
                     self._handle_urc(urc)
-                # --- sending (issue 15): at most one AT+CMGS between receive work items, and
-                # only when no receive work waits, so receiving keeps priority.
-                elif self.send_jobs is not None and self._urcs.empty() and \
-                        self.send_jobs.wanted(self.config.name):
-                    self._send_one()
-                # ---
+                self._run_hooks()
                 now = time.monotonic()
                 if now >= self._next_sweep:
                     self.sweep()
@@ -448,13 +692,17 @@ class ModemDriver:
             except CommandTimeout as exc:
                 self._recover(exc)
 
-    def _send_one(self) -> None:
-        session = self._session
-        if session is None or self.send_jobs is None:
-            return
-        if send_one(session.execute, self.send_jobs, modem=self.config.name,
-                    mode=self.state.mode or "pdu"):
-            self._urcs.put(_WAKE)  # maybe more: look again after the receive work
+    def _run_hooks(self) -> None:
+        """Worker hooks; a bug in one is logged and never stops reception (timeouts and a
+        lost port still climb the recovery ladder)."""
+        for hook in self._hooks:
+            try:
+                hook(self)
+            except (CommandTimeout, TransportError, StoreError, _Stop):
+                raise
+            except Exception:
+                log.exception("modem %s: worker hook %s failed", self.config.name,
+                              getattr(hook, "__name__", repr(hook)))
 
     def _handle_urc(self, urc: Urc) -> None:
         name = urc.name
@@ -467,14 +715,49 @@ class ModemDriver:
                 self.sweep()
                 return
             self._read_and_delete(where.storage, where.index)
-        elif name in ("+CMT", "+CDS"):
+            return
+        if name in ("+CMT", "+CDS"):
             self._take_direct(urc)
-        elif name in self.profile.storage_full_urcs or name in ("^SMMEMFULL",):
+            return
+        meaning = meaning_of(self.profile, name, urc.args)
+        counts = self.state.unsolicited
+        counts[meaning or "unknown"] = counts.get(meaning or "unknown", 0) + 1
+        if meaning is None:
+            self.unknown_urcs += 1
+            log.debug("modem %s: unknown URC %s %s", self.config.name, name, urc.args)
+            return
+        self.events[meaning] = self.events.get(meaning, 0) + 1
+        if meaning == "storage_full":
             self.state.last_error = "SIM storage full"
             log.warning("modem %s: storage full (%s); sweeping", self.config.name, name)
             self.sweep()
+        elif meaning == "restarted":
+            log.warning("modem %s: the modem restarted (%s); re-initialising and sweeping",
+                        self.config.name, name)
+            self.state.count("restart")
+            self._initialise()
+            self._set_phase(Phase.SERVING)
+            self._drop_queued_restarts()
+            self.sweep()
+        elif meaning in ("power_warning", "power_down"):
+            log.warning("modem %s: %s %s: check the power supply", self.config.name, name,
+                        urc.args)
+            self.state.last_error = f"power: {name} {urc.args}".strip()
         else:
-            log.debug("modem %s: URC %s %s", self.config.name, name, urc.args)
+            log.debug("modem %s: %s event %s %s", self.config.name, meaning, name, urc.args)
+
+    def _drop_queued_restarts(self) -> None:
+        """Boot lines that came while re-initialising belong to the restart just handled."""
+        kept: list[Urc] = []
+        while True:
+            try:
+                urc = self._urcs.get_nowait()
+            except queue.Empty:
+                break
+            if meaning_of(self.profile, urc.name, urc.args) != "restarted":
+                kept.append(urc)
+        for urc in kept:
+            self._urcs.put(urc)
 
     def _commit(self, mode: RecordMode, raw: bytes, *, storage: str | None,
                 index: int | None) -> None:
@@ -490,36 +773,37 @@ class ModemDriver:
             self.state.received += 1
             self.on_committed()
 
-    @staticmethod
-    def _pdu_record(pdu_hex: str) -> tuple[RecordMode, bytes]:
-        text = pdu_hex.strip()
-        try:
-            return "pdu", bytes.fromhex(text)
-        except ValueError:
-            # Keep what the modem said: the pipeline dead-letters it with the reason.
-            return "invalid", text.encode("latin-1", "replace")
-
     def _select_storage(self, storage: str) -> None:
         if storage and storage != self._read_storage:
-            self._cmd(f'AT+CPMS="{storage}"', prefixes=("+CPMS",))
+            self._cmd(f'AT+CPMS="{storage}"', answer=prefixed("+CPMS"))
             self._read_storage = storage
 
     def _read_and_delete(self, storage: str, index: int) -> None:
         self._select_storage(storage)
-        if self.state.mode == "pdu":
-            response = self._try(f"AT+CMGR={index}", prefixes=("+CMGR",))
-            if response is None or not response.lines:
-                return  # already gone (read by a sweep) or empty slot
-            listed = at.parse_cmgr_pdu(response.lines)
-            mode, raw = self._pdu_record(listed.pdu_hex)
-        else:
-            response = self._try(f"AT+CMGR={index}", prefixes=("+CMGR",))
-            if response is None or not response.lines:
-                return
-            record = at.parse_cmgr_text(response.lines)
-            mode, raw = "text", _text_record(_header_text(record.header_args), record.body)
-        self._commit(mode, raw, storage=storage, index=index)
-        self._delete(index)
+        response = self._try(f"AT+CMGR={index}", self._reader.read_answer())
+        if response is None:
+            return  # already gone (read by a sweep) or an empty slot
+        entries = at.listing_entries(response.items, "+CMGR")
+        if not entries:
+            return
+        self._take_entry(self._reader.record(entries[0]), index=index)
+
+    def _take_entry(self, record: EntryRecord, *, index: int | None) -> None:
+        """Journal one entry (an unreadable one as ``invalid``), then delete it."""
+        if not record.ours:
+            return  # stored outgoing messages are not ours to take
+        if record.problem is not None:
+            self.invalid_entries += 1
+            self.state.invalid_entries += 1
+            log.warning("modem %s: unreadable entry at %s:%s journalled as invalid (%s)",
+                        self.config.name, self._read_storage, index, record.problem)
+        if record.mode == "invalid" and index is None:
+            log.warning("modem %s: an unreadable entry without an index is left on the modem",
+                        self.config.name)
+            return
+        self._commit(record.mode, record.raw, storage=self._read_storage, index=index)
+        if index is not None:
+            self._delete(index)
 
     def _delete(self, index: int) -> None:
         try:
@@ -536,12 +820,10 @@ class ModemDriver:
                         urc.name)
             self.sweep()
             return
-        if self.state.mode == "pdu" and urc.body is not None:
-            mode, raw = self._pdu_record(urc.body)
-        else:
-            mode, raw = "text", _text_record(urc.args, urc.body)
+        mode, raw = self._reader.direct_record(urc)
         self._commit(mode, raw, storage=None, index=None)
-        # Acknowledge only after the commit: unacknowledged, the network delivers again.
+        # Acknowledge only after the commit: with AT+CSMS=1 the modem holds the message
+        # until then and stores it (or the network delivers again) when it is not acked.
         if self._try("AT+CNMA") is None:
             self._try("AT+CNMA=0")
 
@@ -559,30 +841,17 @@ class ModemDriver:
         self._refresh_storage_use()
 
     def _sweep_selected(self) -> None:
-        if self.state.mode == "pdu":
-            response = self._cmd("AT+CMGL=4", prefixes=("+CMGL",), timeout=max(self.timeout, 30))
-            for listed in at.parse_cmgl_pdu(response.lines):
-                if listed.status not in (None, 0, 1):
-                    continue  # stored outgoing messages are not ours to take
-                mode, raw = self._pdu_record(listed.pdu_hex)
-                self._commit(mode, raw, storage=self._read_storage, index=listed.index)
-                if listed.index is not None:
-                    self._delete(listed.index)
-        else:
-            response = self._cmd('AT+CMGL="ALL"', prefixes=("+CMGL",),
-                                 timeout=max(self.timeout, 30))
-            for record in at.parse_cmgl_text(response.lines):
-                if record.header_args and record.header_args[0].startswith("STO"):
-                    continue  # stored outgoing messages are not ours to take
-                raw = _text_record(_header_text(record.header_args), record.body)
-                self._commit("text", raw, storage=self._read_storage, index=record.index)
-                if record.index is not None:
-                    self._delete(record.index)
+        # A listing's timeout is "no byte for that long", not a bound on the whole answer:
+        # 110 long messages take minutes at 9600 baud.
+        response = self._cmd(self._reader.list_command, answer=self._reader.listing_answer(),
+                             timeout=max(self.timeout, 30), progress=True)
+        for entry in at.listing_entries(response.items, "+CMGL"):
+            self._take_entry(self._reader.record(entry), index=entry.index())
 
     def _refresh_storage_use(self) -> None:
         if self._primary_storage is not None:
             self._select_storage(self._primary_storage)
-        line = self._value("AT+CPMS?", "+CPMS")
+        line = self._value("AT+CPMS?", prefixed("+CPMS"))
         if not line:
             return
         try:
@@ -601,29 +870,33 @@ class ModemDriver:
 
     def poll_health(self) -> None:
         self._next_health = time.monotonic() + self.health_interval
-        csq = self._value("AT+CSQ", "+CSQ")
+        csq = self._value("AT+CSQ", prefixed("+CSQ"))
         if csq:
             try:
                 signal = at.parse_csq(csq)
                 self.state.rssi_dbm, self.state.ber = signal.rssi_dbm, signal.ber
             except ATError:
                 pass
-        creg = self._value("AT+CREG?", "+CREG")
-        if creg:
+        # A "+CREG: <stat>" URC can come inside the answer: take the line in query form.
+        creg = self._try("AT+CREG?", prefixed("+CREG"))
+        for line in creg.lines if creg is not None else ():
             with contextlib.suppress(ATError):
-                self.state.registration = at.parse_creg(creg).stat_text
-        cops = self._value("AT+COPS?", "+COPS")
+                self.state.registration = at.parse_creg(line, form="query").stat_text
+                break
+        cops = self._value("AT+COPS?", prefixed("+COPS"))
         if cops:
             with contextlib.suppress(ATError):
                 self.state.operator = at.parse_cops(cops).name
         command = self.profile.lte_quality_command
         if command:  # vendor LTE quality (RSRP/RSRQ/SINR), kept as the modem words it
             prefix = command.removeprefix("AT").removesuffix("?")
-            self.state.lte_quality = self._value(command, prefix) or None
+            self.state.lte_quality = self._value(command, prefixed(prefix)) or None
         self._refresh_storage_use()
         self._publish_state()
 
     def _publish_state(self) -> None:
+        if self.garbage_lines:
+            self.state.unsolicited["unplaced_lines"] = self.garbage_lines
         try:
             self.on_state(self.state)
         except ModemdError as exc:
@@ -633,43 +906,39 @@ class ModemDriver:
 
     def _recover(self, cause: CommandTimeout) -> None:
         """Climb the ladder after a timeout; raise to reopen the port if nothing helps."""
-        name = self.config.name
-        log.warning("modem %s: %s; pinging", name, cause)
+        log.warning("modem %s: %s; recovering", self.config.name, cause)
         self.state.count("timeout")
         self.state.last_error = str(cause)
-        try:
-            self._sync()
-            self.state.count("ping")
-            # Notifications sent while it was not answering may be lost: sweep now rather
-            # than at the next periodic sweep.
-            self.sweep()
-            return
-        except CommandTimeout:
-            pass
-        log.warning("modem %s: no answer to AT; re-initialising", name)
-        self.state.count("reinit")
-        try:
-            self._initialise()
-            self.sweep()
-            return
-        except CommandTimeout:
-            pass
-        log.warning("modem %s: re-init failed; resetting with %s", name,
+        self._set_phase(Phase.RECOVERING)
+        for step in RECOVERY_LADDER:
+            try:
+                recovered: bool = getattr(self, step.method)()
+            except CommandTimeout:
+                recovered = False
+            self.state.count(step.name)
+            if recovered:
+                log.info("modem %s: recovered by %s", self.config.name, step.name)
+                self._set_phase(Phase.SERVING)
+                return
+        raise CommandTimeout(cause.command, cause.timeout)
+
+    def _recover_by_ping(self) -> bool:
+        self._sync()
+        # Notifications sent while it was not answering may be lost: sweep now rather
+        # than at the next periodic sweep.
+        self.sweep()
+        return True
+
+    def _recover_by_reinit(self) -> bool:
+        self._initialise()
+        self.sweep()
+        return True
+
+    def _recover_by_reset(self) -> bool:
+        log.warning("modem %s: re-init failed; resetting with %s", self.config.name,
                     self.profile.reset_command)
-        self.state.count("reset")
         session = self._session
         if session is not None:
             with contextlib.suppress(TransportError):
                 session.transport.write(self.profile.reset_command.encode() + b"\r")
-        raise CommandTimeout(cause.command, cause.timeout)
-
-
-def _header_text(fields: tuple[str, ...]) -> str:
-    """A text-mode header as the modem wrote it, from its unquoted fields."""
-    return ",".join(f if f.isdigit() or not f else f'"{f}"' for f in fields)
-
-
-def _text_record(header_args: str, body: str | None) -> bytes:
-    """A text-mode record as journalled: the header, a newline, the body (UTF-8)."""
-    return (header_args + "\n" + (body or "")).encode("utf-8", "replace")
-
+        return False

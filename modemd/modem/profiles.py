@@ -10,8 +10,50 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from modemd.modem.usb_ids import usb_ids_of
+
+EventMeaning = Literal[
+    "storage_full",  # the message storage is full: sweep now
+    "restarted",  # the modem rebooted: its settings are gone, re-initialise and sweep
+    "call",  # a call event (RING, a caller hanging up, a missed call)
+    "power_warning",  # supply voltage out of range, still running
+    "power_down",  # the modem is switching itself off
+    "sim",  # the SIM's state changed (removed, inserted, ready)
+    "info",  # known and harmless (signal, network time, "SMS DONE")
+]
+
+
+@dataclass(frozen=True, slots=True)
+class VendorEvent:
+    """What an unsolicited line means: ``name`` as the parser reports it (``+QIND``,
+    ``RDY``, ``UNDER-VOLTAGE``), ``args`` a regex its arguments must match (case-insensitive,
+    from the start; empty: any)."""
+
+    name: str
+    meaning: EventMeaning
+    args: str = ""
+
+    def matches(self, name: str, args: str) -> bool:
+        if name != self.name:
+            return False
+        return not self.args or re.match(self.args, args, re.I) is not None
+
+
+# Events every modem may send (3GPP TS 27.007 and the boot lines several vendors share).
+COMMON_EVENTS: tuple[VendorEvent, ...] = (
+    *(VendorEvent(n, "call") for n in ("RING", "+CRING", "+CLIP", "+CCWA", "NO CARRIER",
+                                        "BUSY", "NO ANSWER", "NO DIALTONE", "MISSED_CALL",
+                                        "VOICE CALL", "+COLP", "+CSSI", "+CSSU")),
+    VendorEvent("RDY", "restarted"),
+    VendorEvent("^SYSSTART", "restarted"),
+    VendorEvent("+CPIN", "sim"),
+    *(VendorEvent(n, "info") for n in ("+CREG", "+CGREG", "+CEREG", "+C5GREG", "+CGEV",
+                                        "+CTZV", "+CTZE", "+CIEV", "+CFUN", "+CUSD",
+                                        "+CUSATP", "+CUSATEND", "+STIN")),
+)
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +67,14 @@ class ModemProfile:
     reset_settle: float = 10.0  # seconds the modem needs after a reset before it answers
     storage_preference: tuple[str, ...] = ("ME", "SM", "MT")
     extra_urcs: tuple[str, ...] = ()
-    storage_full_urcs: tuple[str, ...] = ()
+    storage_full_urcs: tuple[str, ...] = ()  # kept for older callers; see events
+    events: tuple[VendorEvent, ...] = ()  # what the vendor's unsolicited lines mean
+    line_prefix_urcs: tuple[str, ...] = ()  # URCs matched by the start of the line
+    pin_retry_queries: tuple[tuple[str, str, int], ...] = ()  # see PIN_RETRY_QUERIES
+    pin_settle: float = 0.5  # seconds the SIM needs after a PIN before it answers
+    sim_busy_retries: int = 5  # AT+CPIN? answered "SIM busy" (CME 14): asked again, 1 s apart
+    command_timeouts: tuple[tuple[str, float], ...] = ()  # command prefix -> seconds (at least)
+    ready_timeout: float = 0.0  # seconds after power-up before AT answers (slow-boot modules)
     lte_quality_command: str | None = None
     init_commands: tuple[str, ...] = ()
     at_interface: str = ""  # which USB interface is the AT port, for `modemd ports`
@@ -59,7 +108,19 @@ PROFILES: tuple[ModemProfile, ...] = (
         iccid_commands=(("AT+CCID", "+CCID"), ("AT+CCID", "")),
         reset_command="AT+CFUN=1,1",
         storage_preference=("SM", "ME"),
-        extra_urcs=("Call Ready", "SMS Ready", "+CPIN", "UNDER-VOLTAGE", "OVER-VOLTAGE"),
+        extra_urcs=("Call Ready", "SMS Ready", "+CPIN", "MISSED_CALL", "NORMAL POWER DOWN"),
+        # SIM800 Series AT Command Manual V1.09, "Summary of unsolicited result codes".
+        line_prefix_urcs=("UNDER-VOLTAGE", "OVER-VOLTAGE"),
+        events=(
+            VendorEvent("UNDER-VOLTAGE", "power_down", "POWER DOWN"),
+            VendorEvent("OVER-VOLTAGE", "power_down", "POWER DOWN"),
+            VendorEvent("UNDER-VOLTAGE", "power_warning"),
+            VendorEvent("OVER-VOLTAGE", "power_warning"),
+            VendorEvent("NORMAL POWER DOWN", "power_down"),
+            VendorEvent("Call Ready", "info"),
+            VendorEvent("SMS Ready", "info"),
+        ),
+        pin_retry_queries=(("AT+SPIC", "+SPIC", 0),),
         at_interface="UART (TTL 2.8 V), no USB",
         quirks=(
             "needs 2 A current bursts: brown-outs reset it (UNDER-VOLTAGE POWER DOWN)",
@@ -76,6 +137,14 @@ PROFILES: tuple[ModemProfile, ...] = (
         storage_preference=("ME", "SM"),
         extra_urcs=("RDY", "+QIND", "+QUSIM", "+CPIN", "+CFUN", "POWERED DOWN"),
         storage_full_urcs=("+QIND",),
+        # Quectel EC2x AT Commands Manual V2.0, AT+QINDCFG / "+QIND" and AT+QPINC.
+        events=(
+            VendorEvent("+QIND", "storage_full", r'"?smsfull"?'),
+            VendorEvent("+QIND", "info"),  # SMS DONE, PB DONE, "csq",..., "act",...
+            VendorEvent("+QUSIM", "info"),
+            VendorEvent("POWERED DOWN", "power_down"),
+        ),
+        pin_retry_queries=(('AT+QPINC="SC"', "+QPINC", 1),),
         lte_quality_command="AT+QCSQ",
         at_interface="USB interface 02 (ttyUSB2); see usb_ids.py",
         usb_ids=usb_ids_of("quectel_ec25"),
@@ -89,7 +158,20 @@ PROFILES: tuple[ModemProfile, ...] = (
         iccid_commands=(("AT+CICCID", "+ICCID"), ("AT+CCID", "+CCID")),
         reset_command="AT+CRESET",
         storage_preference=("ME", "SM"),
-        extra_urcs=("+CPIN", "SMS DONE", "PB DONE", "+CFUN"),
+        extra_urcs=("+CPIN", "SMS DONE", "PB DONE", "+CFUN", "*ATREADY", "VOICE CALL",
+                    "+CPSI"),
+        # SIMCom SIM7500/SIM7600 Series AT Command Manual V3.00 and A76XX AT Command Manual
+        # V1.09: "*ATREADY: 1" once the AT port works after a (re)start, "SMS DONE",
+        # "PB DONE" once the SIM's phonebook / SMS are loaded.
+        events=(
+            VendorEvent("*ATREADY", "restarted"),
+            VendorEvent("SMS DONE", "info"),
+            VendorEvent("PB DONE", "info"),
+        ),
+        pin_retry_queries=(("AT+SPIC", "+SPIC", 0), ('AT+CPINR="SIM PIN"', "+CPINR", 1)),
+        # A76xx firmware reads a large SIM for 10 s and more before AT+CPIN?/+CIMI answer.
+        command_timeouts=(("AT+CPIN", 20.0), ("AT+CIMI", 20.0), ("AT+CICCID", 20.0),
+                          ("AT+CPMS", 20.0)),
         lte_quality_command="AT+CPSI?",
         at_interface="USB interface 02 (SIM7600, SIM7080) or 04 (A76xx); see usb_ids.py",
         usb_ids=usb_ids_of("simcom_sim7600"),
@@ -103,9 +185,28 @@ PROFILES: tuple[ModemProfile, ...] = (
         reset_command="AT^RESET",
         storage_preference=("SM", "ME"),
         extra_urcs=("^RSSI", "^HCSQ", "^BOOT", "^MODE", "^SRVST", "^SIMST", "^SMMEMFULL",
-                    "^DSFLOWRPT", "^STIN", "^SYSSTART", "^CEND", "^ORIG", "^CONF", "^CONN"),
+                    "^DSFLOWRPT", "^STIN", "^SYSSTART", "^CEND", "^ORIG", "^CONF", "^CONN",
+                    "^NWTIME", "^ACTIVEBAND", "^RFSWITCH", "^EONS", "^LWURC", "^NDISSTAT",
+                    "^SYSINFOEX", "^CSNR", "^ECLSTAT", "^CRSSI", "^CERSSI", "^ANLEVEL",
+                    "^TIME", "^SMSREADY", "^POSITION", "^WNINV", "^SIMSWITCH", "^LOCCHD"),
         storage_full_urcs=("^SMMEMFULL",),
-        init_commands=("AT^CURC=0",),  # stop the ^RSSI/^DSFLOWRPT flood
+        # Huawei HiLink/stick AT Command Interface Specification (ME909s, E3372 V2.x):
+        # ^BOOT is a periodic heartbeat (not a restart), ^SIMST the SIM state, ^SMMEMFULL
+        # the storage; ^PORTSEL=0 routes URCs to the PCUI port modemd reads.
+        events=(
+            VendorEvent("^SMMEMFULL", "storage_full"),
+            VendorEvent("^SIMST", "sim"),
+            VendorEvent("^SYSSTART", "restarted"),
+            *(VendorEvent(n, "info") for n in (
+                "^RSSI", "^HCSQ", "^BOOT", "^MODE", "^SRVST", "^DSFLOWRPT", "^NWTIME",
+                "^STIN", "^CEND", "^ORIG", "^CONF", "^CONN", "^ACTIVEBAND", "^RFSWITCH",
+                "^EONS", "^LWURC", "^NDISSTAT", "^SYSINFOEX", "^CSNR", "^ECLSTAT",
+                "^CRSSI", "^CERSSI", "^ANLEVEL", "^TIME", "^SMSREADY", "^POSITION",
+                "^WNINV", "^SIMSWITCH", "^LOCCHD")),
+        ),
+        init_commands=("AT^CURC=0", "AT^PORTSEL=0"),  # stop the ^RSSI flood; URCs to PCUI
+        pin_retry_queries=(("AT^CPIN?", "^CPIN", 3),),  # ^CPIN: <code>,<times>,<puk>,<pin>,..
+        pin_settle=3.0,
         at_interface="the PC UI interface in stick mode (not 00); HiLink has no AT port",
         usb_ids=usb_ids_of("huawei_e3372"),
         quirks=(
@@ -121,7 +222,14 @@ PROFILES: tuple[ModemProfile, ...] = (
         iccid_commands=(("AT#CCID", "#CCID"), ("AT+ICCID", "+ICCID")),
         reset_command="AT#REBOOT",
         storage_preference=("SM", "ME"),
-        extra_urcs=("#QSS",),
+        extra_urcs=("#QSS", "#STN", "#OTAEV", "#MWI", "#SIMPR"),
+        # Telit LE910Cx AT Commands Reference Guide: #QSS SIM status, #PCT PIN attempts.
+        events=(
+            VendorEvent("#QSS", "sim"),
+            VendorEvent("#SIMPR", "sim"),
+            *(VendorEvent(n, "info") for n in ("#STN", "#OTAEV", "#MWI")),
+        ),
+        pin_retry_queries=(("AT#PCT", "#PCT", 0),),
         at_interface="USB interface 04 (1bc7:1201) or 01 (1bc7:1031); see usb_ids.py",
         usb_ids=usb_ids_of("telit_le910"),
     ),
@@ -133,7 +241,18 @@ PROFILES: tuple[ModemProfile, ...] = (
         iccid_commands=(("AT+CCID", "+CCID"),),
         reset_command="AT+CFUN=16",
         storage_preference=("ME", "SM"),
-        extra_urcs=("+UUPSDD", "+UUSORD", "+CIEV"),
+        extra_urcs=("+UUPSDD", "+UUSORD", "+CIEV", "+UUSIMSTAT", "+UUPSDA", "+UUSTKEVENT",
+                    "+UMWI", "+UUSOCL", "+UUSORF", "+UUPING", "+UUCELLINFO", "+UREG"),
+        # u-blox AT Commands Manual (UBX-13002752): +UUSIMSTAT SIM state, +UPINCNT attempts;
+        # TOBY-L2 needs about 20 s after power-on before the AT interface answers.
+        events=(
+            VendorEvent("+UUSIMSTAT", "sim"),
+            *(VendorEvent(n, "info") for n in ("+UUPSDD", "+UUSORD", "+UUPSDA", "+UUSTKEVENT",
+                                                "+UMWI", "+UUSOCL", "+UUSORF", "+UUPING",
+                                                "+UUCELLINFO", "+UREG")),
+        ),
+        pin_retry_queries=(("AT+UPINCNT", "+UPINCNT", 0),),
+        ready_timeout=20.0,
         at_interface="USB interface 00 (LARA-R2) or 01 (LARA-R6, ttyUSB1); see usb_ids.py",
         usb_ids=usb_ids_of("ublox_lara"),
     ),
@@ -141,6 +260,21 @@ PROFILES: tuple[ModemProfile, ...] = (
 )
 
 BY_NAME: dict[str, ModemProfile] = {p.name: p for p in PROFILES}
+
+
+def meaning_of(profile: ModemProfile, name: str, args: str) -> EventMeaning | None:
+    """What an unsolicited line means for ``profile``; None when nobody knows it."""
+    for event in (*profile.events, *COMMON_EVENTS):
+        if event.matches(name, args):
+            return event.meaning
+    if name in profile.storage_full_urcs:
+        return "storage_full"
+    return None
+
+
+def pin_retry_queries(profile: ModemProfile) -> tuple[tuple[str, str, int], ...]:
+    """How to read the PIN attempts left on ``profile``: its own ways first, then 3GPP's."""
+    return (*profile.pin_retry_queries, ('AT+CPINR="SIM PIN"', "+CPINR", 1))
 
 
 def profile_named(name: str) -> ModemProfile:

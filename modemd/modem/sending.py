@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from modemd.at.answers import NOTHING, prefixed
 from modemd.errors import (
     CommandFailed,
     CommandTimeout,
@@ -24,6 +25,9 @@ from modemd.errors import (
     TransportError,
 )
 from modemd.modem.session import Response
+
+if TYPE_CHECKING:
+    from modemd.modem.driver import ModemDriver
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +192,13 @@ def submit_part(execute: Execute, job: SendJob, *, mode: str,
             raise SubmitError(None, "this message needs PDU mode (several parts, UCS-2 or "
                               "8-bit data) and the modem is in text mode", transient=False)
         fo, vp, pid, dcs = job.text_parameters
-        execute(f"AT+CSMP={fo},{vp},{pid},{dcs}", timeout=PROMPT_TIMEOUT)
+        execute(f"AT+CSMP={fo},{vp},{pid},{dcs}", timeout=PROMPT_TIMEOUT, answer=NOTHING)
         command = f'AT+CMGS="{job.to}"'
         payload = job.text.encode("latin-1", "replace")
     else:
         command = f"AT+CMGS={job.tpdu_length}"
         payload = job.pdu.hex().upper().encode("ascii")
-    response = execute(command, timeout=timeout, response_prefixes=("+CMGS",), data=payload)
+    response = execute(command, timeout=timeout, answer=prefixed("+CMGS"), data=payload)
     return message_reference(response)
 
 
@@ -240,3 +244,17 @@ def send_one(execute: Execute, jobs: SendJobs, *, modem: str, mode: str) -> bool
     else:
         jobs.sent(job, modem, mr)
     return True
+
+
+def send_hook(jobs: SendJobs) -> Callable[[ModemDriver], None]:
+    """A modem worker hook: at most one part per turn of the worker, and only when no received
+    message waits to be taken, so sending never delays receiving by more than one command."""
+
+    def send(driver: ModemDriver) -> None:
+        name = driver.config.name
+        if driver.receive_work_waiting() or not jobs.wanted(name):
+            return
+        if send_one(driver.command, jobs, modem=name, mode=driver.state.mode or "pdu"):
+            driver.wake()  # maybe more: look again after any receive work
+
+    return send

@@ -3,20 +3,29 @@
 A reader thread moves bytes from the transport into the sans-IO parser and routes its events:
 information lines and the final result to the command in flight, URCs to ``on_urc`` (which
 must not block: the driver puts them on its queue). Commands are serialised by a lock and each
-waits for its final result with its own timeout.
+waits for its final result with its own timeout: a bound on the whole answer, or, for a
+listing (``progress=True``), "no byte for that long" so a long answer on a slow line completes.
+
+The transport is anything with ``read()``, ``write()``, ``close()`` and ``port``
+(:class:`~modemd.transport.Transport`): the serial port, or an in-process loopback in tests.
+Command text is shown only redacted (:func:`~modemd.at.redact.redact`): a PIN never reaches a
+log line or an error message.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from modemd.at.answers import Answer
 from modemd.at.events import ATEvent, FinalResult, Garbage, InfoLine, Prompt, Urc
-from modemd.at.parser import ATParser
+from modemd.at.parser import DEFAULT_LINE_PREFIX_URCS, ATParser
+from modemd.at.redact import redact
 from modemd.errors import CommandFailed, CommandTimeout, PromptTimeout, TransportError
-from modemd.transport import SerialTransport
+from modemd.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,7 @@ class Response:
     command: str
     lines: tuple[str, ...]
     final: FinalResult
+    items: tuple[InfoLine, ...] = ()  # the same lines, with which are entry bodies
 
     def first(self, prefix: str) -> str | None:
         """The text after ``prefix:`` on the first line that has it."""
@@ -38,10 +48,22 @@ class Response:
 @dataclass
 class _Pending:
     command: str
-    lines: list[str] = field(default_factory=list)
+    lines: list[InfoLine] = field(default_factory=list)
     final: FinalResult | None = None
     prompt: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+    progress_at: float = field(default_factory=time.monotonic)
+
+    def wait(self, timeout: float, *, progress: bool) -> bool:
+        """Wait for the answer: at most ``timeout`` s, or ``timeout`` s without a byte."""
+        start = time.monotonic()
+        while True:
+            since = self.progress_at if progress else start
+            remaining = since + timeout - time.monotonic()
+            if remaining <= 0:
+                return self.done.is_set()
+            if self.done.wait(remaining):
+                return True
 
 
 class ATSession:
@@ -49,18 +71,24 @@ class ATSession:
 
     def __init__(
         self,
-        transport: SerialTransport,
+        transport: Transport,
         *,
         on_urc: Callable[[Urc], None],
         on_garbage: Callable[[Garbage], None] | None = None,
         urc_prefixes: Iterable[str] | None = None,
+        line_prefix_urcs: Iterable[str] = DEFAULT_LINE_PREFIX_URCS,
         name: str = "modem",
     ) -> None:
         self.transport = transport
         self.name = name
         self._on_urc = on_urc
         self._on_garbage = on_garbage
-        self._parser = ATParser() if urc_prefixes is None else ATParser(urc_prefixes=urc_prefixes)
+        self._parser = (
+            ATParser(line_prefix_urcs=line_prefix_urcs)
+            if urc_prefixes is None
+            else ATParser(urc_prefixes=urc_prefixes, line_prefix_urcs=line_prefix_urcs)
+        )
+        self.last_read_at = time.monotonic()  # when bytes last came from the modem
         self._command_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._pending: _Pending | None = None
@@ -94,12 +122,20 @@ class ATSession:
         response_prefixes: Sequence[str] = (),
         check: bool = True,
         data: bytes | None = None,
+        answer: Answer | None = None,
+        progress: bool = False,
     ) -> Response:
         """Send ``command`` and wait for its final result.
 
-        ``data`` is written after the ``> `` prompt (AT+CMGS/CMGW) followed by Ctrl-Z.
-        Raises CommandTimeout, TransportError, or (with ``check``) CommandFailed.
+        ``answer`` declares what the answer looks like (else ``response_prefixes``, the older
+        form, with any non-URC line belonging). ``progress``: ``timeout`` is the longest
+        silence, not a bound on the whole answer (listings). ``data`` is written after the
+        ``> `` prompt (AT+CMGS/CMGW) followed by Ctrl-Z. Raises CommandTimeout,
+        TransportError, or (with ``check``) CommandFailed; their text is redacted.
         """
+        shown = redact(command)
+        if data is not None and answer is not None and not answer.prompt:
+            answer = replace(answer, prompt=True)
         with self._command_lock:
             if self._failure is not None:
                 raise self._failure
@@ -107,33 +143,35 @@ class ATSession:
             with self._state_lock:
                 self._pending = pending
                 self._parser.command_started(
-                    command, response_prefixes=response_prefixes, expects_prompt=data is not None
+                    command, response_prefixes=response_prefixes,
+                    expects_prompt=data is not None, answer=answer,
                 )
             try:
                 self.transport.write(command.encode("latin-1") + b"\r")
                 if data is not None:
-                    if not pending.done.wait(timeout):
+                    if not pending.wait(timeout, progress=False):
                         # No prompt: nothing was written. ESC ends a prompt that comes late,
                         # so the next command is not taken as the PDU.
                         with self._state_lock:
                             self._parser.command_aborted()
                         self.transport.write(b"\x1b")
-                        raise PromptTimeout(command, timeout)
+                        raise PromptTimeout(shown, timeout)
                     if pending.prompt:  # else the final result came instead (an error)
                         pending.done.clear()
                         self.transport.write(data + b"\x1a")
-                if not pending.done.wait(timeout):
+                if not pending.wait(timeout, progress=progress):
                     with self._state_lock:
                         self._parser.command_aborted()
-                    raise CommandTimeout(command, timeout)
+                    raise CommandTimeout(shown, timeout)
             finally:
                 with self._state_lock:
                     self._pending = None
             if pending.final is None:
                 raise self._failure or TransportError("session closed", port=self.transport.port)
-            response = Response(command, tuple(pending.lines), pending.final)
+            items = tuple(pending.lines)
+            response = Response(shown, tuple(i.text for i in items), pending.final, items)
             if check and not pending.final.ok:
-                raise CommandFailed(command, pending.final.kind.value, pending.final.code)
+                raise CommandFailed(shown, pending.final.kind.value, pending.final.code)
             return response
 
     # --- the reader thread ----------------------------------------------------------------
@@ -151,6 +189,9 @@ class ATSession:
                 return
             if data:
                 with self._state_lock:
+                    self.last_read_at = time.monotonic()
+                    if self._pending is not None:
+                        self._pending.progress_at = self.last_read_at
                     events = self._parser.feed(data)
                 for event in events:
                     self._dispatch(event)
@@ -160,7 +201,8 @@ class ATSession:
             self._on_urc(event)
             return
         if isinstance(event, Garbage):
-            log.debug("%s: ignored %r (%s)", self.name, event.data[:60], event.reason)
+            shown = redact(event.data[:60].decode("latin-1"))  # a garbled echo may hold a PIN
+            log.debug("%s: ignored %r (%s)", self.name, shown, event.reason)
             if self._on_garbage is not None:
                 self._on_garbage(event)
             return
@@ -168,7 +210,7 @@ class ATSession:
         if pending is None:
             return
         if isinstance(event, InfoLine):
-            pending.lines.append(event.text)
+            pending.lines.append(event)
         elif isinstance(event, Prompt):
             pending.prompt = True
             pending.done.set()

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
+
+
+class Phase(StrEnum):
+    """Where a modem's worker is (bellows' NcpState): each phase runs its table of steps."""
+
+    STOPPED = "stopped"
+    CONNECTING = "connecting"  # opening the port
+    INITIALISING = "initialising"  # the init steps (sync, SIM, identity, mode, storage, CNMI)
+    SERVING = "serving"  # receiving: URCs, sweeps, health polls
+    RECOVERING = "recovering"  # climbing the recovery ladder after a timeout
+    OFFLINE = "offline"  # waiting to reconnect (backoff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +27,7 @@ class ModemIdentity:
     imei: str | None = None
     imsi: str | None = None
     iccid: str | None = None
+    iccid_problem: str | None = None  # the modem said something that is not an ICCID
 
 
 @dataclass
@@ -35,9 +48,14 @@ class ModemState:
     rssi_dbm: int | None = None
     ber: int | None = None
     lte_quality: str | None = None
+    sim: str | None = None  # "READY", "SIM PIN2", ... as AT+CPIN? said; None: not read
+    delivery: str | None = None  # "direct" (+CMT, acknowledged) or "store" (+CMTI), as set
+    phase: Phase = Phase.STOPPED
     last_error: str | None = None
     received: int = 0
     recoveries: dict[str, int] = field(default_factory=dict)
+    unsolicited: dict[str, int] = field(default_factory=dict)  # events by meaning, "unknown"
+    invalid_entries: int = 0  # listing entries journalled as invalid (dead letters)
 
     def count(self, step: str) -> None:
         self.recoveries[step] = self.recoveries.get(step, 0) + 1
@@ -52,6 +70,10 @@ class ModemState:
             "imei": ident["imei"],
             "imsi": ident["imsi"],
             "iccid": ident["iccid"],
+            "iccid_problem": ident["iccid_problem"],
+            "sim": self.sim,
+            "delivery": self.delivery,
+            "phase": self.phase.value,
             "manufacturer": ident["manufacturer"],
             "model": ident["model"],
             "revision": ident["revision"],
@@ -64,6 +86,8 @@ class ModemState:
                         "total": self.storage_total},
             "received": self.received,
             "recoveries": dict(self.recoveries),
+            "unsolicited": dict(self.unsolicited),
+            "invalid_entries": self.invalid_entries,
             "last_error": self.last_error,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }

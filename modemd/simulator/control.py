@@ -18,7 +18,7 @@ from modemd.simulator.storage import STATUS_NAMES
 HELP = (
     "commands: sms <sender> <text...> | pdu <hex> | store <hex> | burst <n> <sender> <text...> "
     "| quirk [<name> <value>] | vanish | reappear | list | garbage <hex> | urc <line> "
-    "| retry | help"
+    "| retry | corrupt <listing line> | ring [<number>] | restart | help"
 )
 
 
@@ -126,6 +126,21 @@ def _cmd_retry(sim: SimulatedModem, rest: str) -> str:
     return f"retried {len(result)}: {_index_text(result)}"
 
 
+def _cmd_corrupt(sim: SimulatedModem, rest: str) -> str:
+    """A listing entry that is not a PDU ("corrupt ZZ00" non-hex, "corrupt" an empty slot)."""
+    return f"stored a corrupt entry at {sim.store_corrupt(rest.strip())}"
+
+
+def _cmd_ring(sim: SimulatedModem, rest: str) -> str:
+    sim.ring(rest.strip() or "+4915112345678")
+    return "rang (a missed call)"
+
+
+def _cmd_restart(sim: SimulatedModem, rest: str) -> str:
+    sim.restart()
+    return "restarting (settings lost; boot lines follow)"
+
+
 def _cmd_help(sim: SimulatedModem, rest: str) -> str:
     return HELP
 
@@ -142,6 +157,9 @@ COMMANDS: dict[str, Callable[[SimulatedModem, str], str]] = {
     "garbage": _cmd_garbage,
     "urc": _cmd_urc,
     "retry": _cmd_retry,
+    "corrupt": _cmd_corrupt,
+    "ring": _cmd_ring,
+    "restart": _cmd_restart,
     "help": _cmd_help,
 }
 

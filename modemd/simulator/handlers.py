@@ -409,11 +409,15 @@ def h_cscs(ctx: Context, c: Command) -> Reply:
 
 
 def h_csms(ctx: Context, c: Command) -> Reply:
+    """AT+CSMS=1 (phase 2+): a +CMT waits for AT+CNMA; with 0 it is not held at all."""
     if c.op == "query":
         return Reply([f"+CSMS: {ctx.state.csms},1,1,1"])
     if c.op == "test":
-        return Reply(["+CSMS: (0,1)"])
-    ctx.state.csms = _one_of(_ints(c, 1, 1)[0], {0, 1}, c)
+        return Reply(["+CSMS: (0)" if ctx.quirks.refuse_csms else "+CSMS: (0,1)"])
+    service = _one_of(_ints(c, 1, 1)[0], {0, 1}, c)
+    if service == 1 and ctx.quirks.refuse_csms:
+        return cms_error(ctx, 303)
+    ctx.state.csms = service
     return Reply(["+CSMS: 1,1,1"])
 
 
@@ -511,6 +515,10 @@ def _text_header(ctx: Context, prefix: str, message: StoredMessage, *, full: boo
 
 
 def _pdu_block(ctx: Context, prefix: str, message: StoredMessage) -> list[str]:
+    if message.listing is not None:  # a corrupt entry, listed as such ("" : no PDU line)
+        length = message.length if message.length is not None else tpdu_length(message.pdu)
+        head = f"{prefix}{message.status},,{length}"
+        return [head, message.listing] if message.listing else [head]
     return [f"{prefix}{message.status},,{tpdu_length(message.pdu)}", _hex(ctx, message.pdu)]
 
 
@@ -687,8 +695,26 @@ def unknown_command(ctx: Context) -> Reply:
     return cme_error(ctx, 4)
 
 
+def register_handler(name: str, spec: HandlerSpec) -> None:
+    """Add (or replace) the handler of command ``name`` ("+CMGS", "^FOO"): how other
+    simulator modules (sending, status reports) plug into the table."""
+    HANDLERS[name.upper()] = spec
+
+
+def _scripted(ctx: Context, command: Command) -> Reply | None:
+    """A reply the ``answers`` quirk scripts for this exact command, lines split by "\\n"."""
+    script = ctx.quirks.answers.get(command.text)
+    if script is None:
+        return None
+    lines = script.split("\n")
+    return Reply(lines[:-1], final=lines[-1])
+
+
 def execute(ctx: Context, command: Command) -> Reply:
     """Run one command; never raises for anything the host can send."""
+    scripted = _scripted(ctx, command)
+    if scripted is not None:
+        return scripted
     for prefix, code in ctx.quirks.cms_error.items():
         if command.text.startswith(prefix):
             return cms_error(ctx, code)
@@ -726,5 +752,6 @@ __all__ = [
     "Reply",
     "execute",
     "finish_cmgw",
+    "register_handler",
     "registration_line",
 ]

@@ -43,17 +43,18 @@ from modemd.simulator.handlers import (
 from modemd.simulator.pdu_text import as_pdu, text_record, to_hex, tpdu_length
 from modemd.simulator.profiles import SimProfile, sim_profile
 from modemd.simulator.pty_port import PortLink, PtyPort
+from modemd.simulator.pump import LoopbackPump, PtyPump, Pump
 from modemd.simulator.quirks import GARBAGE, Quirks, checked_value
 from modemd.simulator.sending import SendingState
 from modemd.simulator.state import PIN_READY, PIN_SIM_PIN, ModemState
 from modemd.simulator.storage import Storage
+from modemd.transport.base import LoopbackTransport
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _POLL = 0.05  # longest select() wait: how late a stop or a timer can be noticed at worst
-_MAX_OUTPUT = 1 << 20  # bytes kept for a host that does not read (a real UART would drop)
 _MAX_LINE = 4096
 
 
@@ -74,7 +75,7 @@ class SimulatedModem:
         profile: str | SimProfile = "generic",
         imei: str = "356938035643809",
         imsi: str = "262011234567890",
-        iccid: str = "8949011234567890123",
+        iccid: str = "8949011234567890126",
         capacity: int | Mapping[str, int] = 30,
         link_path: str | os.PathLike[str] | None = None,
         pin: str | None = None,
@@ -82,7 +83,11 @@ class SimulatedModem:
         cnma_timeout: float = 2.0,
         reset_silence: float = 0.3,
         signal: tuple[int, int] = (20, 99),
+        loopback: bool = False,
+        seed: int | None = None,
     ) -> None:
+        self._loopback = loopback
+        self.random = random.Random(seed)
         self._profile = profile if isinstance(profile, SimProfile) else sim_profile(profile)
         self._identity = Identity(imei=imei, imsi=imsi, iccid=iccid)
         self._pin = pin
@@ -105,7 +110,7 @@ class SimulatedModem:
         self._stopped = False
         self._wake_r: int | None = None
         self._wake_w: int | None = None
-        self._port: PtyPort | None = None
+        self._pump: Pump | None = None  # the pty (or loopback) the engine's bytes go through
         self._link = PortLink(link_path) if link_path is not None else None
         self._slave_path: str | None = None
         self._vanished = False
@@ -113,7 +118,6 @@ class SimulatedModem:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
 
-        self._outbuf = bytearray()
         self._inbuf = bytearray()
         self._prompt: PromptRequest | None = None
         self._prompt_buf = bytearray()
@@ -129,6 +133,7 @@ class SimulatedModem:
         self._rejected: list[bytes] = []
         self._acknowledged: list[bytes] = []
         self._cmt_queue: deque[bytes] = deque()
+        self._unheld: list[bytes] = []
         self._cmt_outstanding = False
         self._cmt_token = 0
         self.sending = SendingState()  # AT+CMGS: what was sent, injected errors, reports
@@ -150,6 +155,8 @@ class SimulatedModem:
                 raise
             for period, template in self._profile.periodic_urcs:
                 self._schedule_periodic(period, template)
+            if self._profile.chatter_urcs:
+                self._schedule(self.random.uniform(0.2, 1.0), self._chatter_tick)
             self._thread = threading.Thread(
                 target=self._run, name=f"modemd-sim-{self._profile.name}", daemon=True
             )
@@ -194,11 +201,21 @@ class SimulatedModem:
     @property
     def port(self) -> str:
         """The path a host opens: ``link_path`` when given, else the current pty slave."""
+        if self._loopback:
+            return f"loopback:{self._profile.name}"
         if self._link is not None:
             return str(self._link.path)
         if self._slave_path is None:
             raise SimulatorError("the simulated modem is not started")
         return self._slave_path
+
+    def transport(self, port: str = "") -> LoopbackTransport:
+        """The in-process port of a ``loopback=True`` modem (the host side), for
+        ``ModemDriver(transport_factory=sim.transport)``: no pty, no file descriptor."""
+        pump = self._pump
+        if not isinstance(pump, LoopbackPump):
+            raise SimulatorError("not a loopback modem, or unplugged")
+        return pump.transport
 
     @property
     def slave_path(self) -> str | None:
@@ -251,6 +268,12 @@ class SimulatedModem:
         with self._lock:
             return list(self._acknowledged)
 
+    @property
+    def unheld(self) -> list[bytes]:
+        """PDUs pushed by +CMT without AT+CSMS=1: the modem did not keep them for a +CNMA."""
+        with self._lock:
+            return list(self._unheld)
+
     def storage(self, name: str) -> Storage:
         return self._storages[name]
 
@@ -289,15 +312,42 @@ class SimulatedModem:
             self._urc(urcs)
             return results
 
-    def store(self, pdu: bytes | str) -> int:
-        """Put a message in the receive storage silently (it came while the host was away)."""
+    def store(self, pdu: bytes | str, *, storage_name: str | None = None) -> int:
+        """Put a message in the receive storage (or ``storage_name``) silently: it came while
+        the host was away, or the modem stores there whatever <mem3> says."""
         raw = as_pdu(pdu)
         with self._lock:
-            storage = self._storages[self._state.cpms[2]]
+            storage = self._storages[storage_name or self._state.cpms[2]]
             index = None if self.quirks.storage_full else storage.store(raw)
             if index is None:
                 raise StorageFullError(f"storage {storage.name} is full")
             return index
+
+    def store_corrupt(self, listing: str, *, length: int | None = None,
+                      storage: str | None = None) -> int:
+        """A slot whose listing shows ``listing`` instead of a PDU (non-hex, odd length; ""
+        lists the header alone, as ``+CMGL: 2,1,,0`` for an empty slot)."""
+        with self._lock:
+            target = self._storages[storage or self._state.cpms[2]]
+            index = target.store(b"\x00")
+            if index is None:
+                raise StorageFullError(f"storage {target.name} is full")
+            slot = target.slots[index]
+            slot.listing = listing
+            slot.length = length if length is not None else (0 if not listing else 24)
+            return index
+
+    def restart(self) -> None:
+        """The modem reboots by itself (a brown-out, a firmware watchdog): settings lost,
+        silence, then its boot lines (``RDY``...). Stored messages survive."""
+        self._call_in_thread(self._do_reset)
+
+    def ring(self, number: str = "+4915112345678", *, rings: int = 2) -> None:
+        """A call that rings and is missed: the profile's call events, as the modem says them."""
+        with self._lock:
+            lines = ["RING", f'+CLIP: "{number}",145,"",0,"",0'] * rings
+            lines += [line.format(number=number) for line in self._profile.missed_call_urcs]
+            self._urc(lines)
 
     def retry_rejected(self) -> list[int | None]:
         """The network tries the rejected messages again (after the host freed storage)."""
@@ -427,7 +477,7 @@ class SimulatedModem:
     def _online(self) -> bool:
         """Would the modem write to the host now?"""
         return (
-            self._port is not None
+            self._pump is not None
             and not self._vanished
             and not self.quirks.hang
             and time.monotonic() >= self._silent_until
@@ -437,6 +487,12 @@ class SimulatedModem:
         """Route one incoming SMS by AT+CNMI; (index if stored, URCs to write)."""
         mode, mt = self._state.cnmi[0], self._state.cnmi[1]
         if mt == 2 and mode != 0 and self._online() and self._cmt_unit(raw) is not None:
+            if self._state.csms == 0:
+                # Phase 2 (AT+CSMS=0): the modem acknowledges to the network itself and
+                # forgets the message once written; a host that does not keep it loses it.
+                self._unheld.append(raw)
+                unit = self._cmt_unit(raw)
+                return None, [unit] if unit is not None else []
             self._cmt_queue.append(raw)
             if not self._cmt_outstanding:
                 self._send_next_cmt()
@@ -556,27 +612,34 @@ class SimulatedModem:
     # -- internals: the pty ----------------------------------------------------------------
 
     def _open_port(self, avoid: str | None) -> None:
+        if self._loopback:
+            self._pump = LoopbackPump(self._from_host, path=self.port)
+            return
         port = PtyPort.open(avoid_path=avoid)
-        self._port = port
+        self._pump = PtyPump(port, baud=lambda: self.quirks.baud)
         self._slave_path = port.slave_path
         if self._link is not None:
             try:
                 self._link.point_at(port.slave_path)
             except OSError:
                 port.close()
-                self._port = None
+                self._pump = None
                 raise
+
+    def _from_host(self, data: bytes) -> None:
+        with self._lock:
+            if isinstance(self._pump, LoopbackPump) and not self._stopped:
+                self._feed(data)
 
     def _close_port(self) -> None:
         if self._link is not None:
             self._link.remove()
-        if self._port is not None:
-            self._port.close()
-            self._port = None
-        self._outbuf.clear()
+        if self._pump is not None:
+            self._pump.close()
+            self._pump = None
 
     def _do_vanish(self) -> None:
-        if self._vanished or self._port is None:
+        if self._vanished or self._pump is None:
             return
         self._vanished = True
         self._settle_cmts()
@@ -596,27 +659,8 @@ class SimulatedModem:
         return self.port
 
     def _write(self, data: bytes) -> None:
-        if self._port is None or not data:
-            return
-        self._outbuf += data
-        if len(self._outbuf) > _MAX_OUTPUT:
-            del self._outbuf[: len(self._outbuf) - _MAX_OUTPUT]
-        self._flush()
-
-    def _flush(self) -> None:
-        port = self._port
-        if port is None or port.master_fd is None:
-            self._outbuf.clear()
-            return
-        while self._outbuf:
-            try:
-                written = os.write(port.master_fd, self._outbuf)
-            except BlockingIOError:
-                return  # the host is not reading; the thread retries when writable
-            except OSError:
-                self._outbuf.clear()
-                return
-            del self._outbuf[:written]
+        if self._pump is not None and data:
+            self._pump.write(data)
 
     def _urc(self, units: list[str]) -> None:
         """Write unsolicited lines (one write), hold or defer them, or drop them offline."""
@@ -650,6 +694,13 @@ class SimulatedModem:
             self._schedule(period, fire)
 
         self._schedule(period, fire)
+
+    def _chatter_tick(self) -> None:
+        """With the ``chatter`` quirk: a vendor URC at a random (seeded) moment."""
+        if self.quirks.chatter and self.random.random() < self.quirks.chatter:
+            line = self.random.choice(self._profile.chatter_urcs)
+            self._urc([line.format(rssi=self._signal[0])])
+        self._schedule(self.random.uniform(0.2, 1.0), self._chatter_tick)
 
     def _call_in_thread(self, action: Callable[[], T]) -> T:
         """Run ``action`` (under the lock) in the modem's thread, which owns the pty fds."""
@@ -692,9 +743,10 @@ class SimulatedModem:
     def _loop_once(self) -> None:
         with self._lock:
             wake_r = self._wake_r
-            master = self._port.master_fd if self._port is not None else None
+            pump = self._pump
+            master, wants_write = pump.select_fds() if pump is not None else (None, False)
             readers = [fd for fd in (wake_r, master) if fd is not None]
-            writers = [master] if master is not None and self._outbuf else []
+            writers = [master] if master is not None and wants_write else []
             timeout = _POLL
             if self._timers:
                 timeout = min(_POLL, max(0.0, self._timers[0][0] - time.monotonic()))
@@ -707,13 +759,13 @@ class SimulatedModem:
             with contextlib.suppress(OSError):
                 os.read(wake_r, 4096)
         self._run_requests()
-        if master is not None and master in readable:
-            data = self._read_master(master)
+        if pump is not None and master is not None and master in readable:
+            data = self._read_host(pump)
             if data:
                 self._feed(data)
-        if writable:
-            with self._lock:
-                self._flush()
+        with self._lock:
+            if self._pump is pump and pump is not None and (writable or pump.pending):
+                pump.flush()
         self._run_timers()
 
     def _run_requests(self) -> None:
@@ -732,18 +784,14 @@ class SimulatedModem:
                 _deadline, _seq, action = heapq.heappop(self._timers)
                 action()
 
-    def _read_master(self, master: int) -> bytes:
+    def _read_host(self, pump: Pump) -> bytes:
         with self._lock:
-            if self._port is None or self._port.master_fd != master:
-                return b""
-            try:
-                return os.read(master, 4096)
-            except BlockingIOError:
-                return b""
-            except OSError as exc:
-                log.debug("pty master read failed: %s", exc)
-        self._stop_event.wait(_POLL)
-        return b""
+            if self._pump is not pump:
+                return b""  # replaced or closed meanwhile
+            data = pump.read()
+        if not data:
+            self._stop_event.wait(0.005)  # a hung-up master reads empty: do not spin
+        return data
 
     # -- internals: commands -----------------------------------------------------------------
 
@@ -803,6 +851,9 @@ class SimulatedModem:
                 replies = []
             if commands is None:
                 return  # not an AT command: a real modem ignores it
+            silent = self.quirks.silent_commands
+            if silent and any(c.text.startswith(silent) for c in commands):
+                return  # a command this modem never answers (a hung SIM read)
             before = self.registration_stat()
             self._answering = True
             for command in commands:
@@ -812,13 +863,17 @@ class SimulatedModem:
                     break
             if not replies:
                 replies.append(Reply())
-        self._answer(replies, registration_before=before)
+        slow = self.quirks.slow_commands
+        extra = max((t for c in commands for p, t in slow.items() if c.text.startswith(p)),
+                    default=0.0)
+        self._answer(replies, registration_before=before, extra_delay=extra)
 
-    def _answer(self, replies: list[Reply], registration_before: int | None = None) -> None:
+    def _answer(self, replies: list[Reply], registration_before: int | None = None,
+                extra_delay: float = 0.0) -> None:
         """Write the answer (after the ``slow`` delay), then what it set in motion."""
         with self._lock:
             self._answering = True
-            delay = self.quirks.slow
+            delay = self.quirks.slow + extra_delay
         if delay > 0:
             self._stop_event.wait(delay)
         with self._lock:
@@ -845,15 +900,29 @@ class SimulatedModem:
             for action in actions:
                 action()
 
+    def _inside_lines(self) -> tuple[list[str], list[str]]:
+        """Unsolicited lines to put inside this answer: (before its lines, before its final)."""
+        lines = list(self.quirks.inside_answers)
+        chatter = self._profile.chatter_urcs
+        if chatter and self.quirks.chatter and self.random.random() < self.quirks.chatter:
+            lines.append(self.random.choice(chatter).format(rssi=self._signal[0]))
+        before: list[str] = []
+        after: list[str] = []
+        for line in lines:
+            (before if self.random.random() < 0.5 else after).append(line)
+        return before, after
+
     def _format(self, replies: list[Reply]) -> str:
         blank = self.quirks.extra_blank_lines
         parts: list[str] = []
+        before, after = self._inside_lines()
+        parts.extend(f"\r\n{unit}\r\n" for unit in before)
         for reply in replies:
             if reply.lines:
                 joiner = "\r\n\r\n" if blank else "\r\n"
                 parts.append("\r\n" + joiner.join(reply.lines) + ("\r\n\r\n" if blank else "\r\n"))
         held, self._held_urcs = self._held_urcs, []
-        parts.extend(f"\r\n{unit}\r\n" for unit in held)
+        parts.extend(f"\r\n{unit}\r\n" for unit in (*held, *after))
         last = replies[-1]
         if last.prompt is not None:
             parts.append("\r\n> ")

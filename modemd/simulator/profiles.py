@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from modemd.at.responses import parse_cpms_test
+
 
 @dataclass(frozen=True, slots=True)
 class IccidCommand:
@@ -50,6 +52,8 @@ class SimProfile:
     ready_urcs: tuple[str, ...] = ()  # after a reset or PIN entry, once the SIM is ready
     storage_full_urc: str | None = None
     periodic_urcs: tuple[tuple[float, str], ...] = ()  # (period in s, template); ^CURC=0 stops
+    chatter_urcs: tuple[str, ...] = ()  # vendor URCs the ``chatter`` quirk puts in answers
+    missed_call_urcs: tuple[str, ...] = ("NO CARRIER",)  # after RING/+CLIP when nobody answers
     reset_commands: tuple[str, ...] = ("+CFUN=1,1",)  # besides AT+CFUN=<fun>,1
     optional_commands: frozenset[str] = frozenset()  # "+CESQ", "+CEREG", "+CGREG", "^CURC"
     cmgr_empty_error: int | None = 321  # +CMS ERROR for reading an empty slot; None: bare OK
@@ -61,10 +65,8 @@ class SimProfile:
 
     def storages(self, position: int) -> tuple[str, ...]:
         """The memory names AT+CPMS=? offers for <mem1> (0), <mem2> (1) or <mem3> (2)."""
-        groups = re.findall(r"\(([^()]*)\)", self.cpms_test)
-        if position >= len(groups):
-            return ()
-        return tuple(re.findall(r'"([^"]+)"', groups[position]))
+        groups = parse_cpms_test(self.cpms_test)  # every real form: mixed, doubly bracketed
+        return groups[position] if position < len(groups) else ()
 
     def all_storages(self) -> tuple[str, ...]:
         seen: dict[str, None] = {}
@@ -114,6 +116,7 @@ PROFILES: dict[str, SimProfile] = {
             cpms_test='+CPMS: ("SM","ME"),("SM","ME"),("SM","ME")',
             cnmi_test="+CNMI: (0-2),(0-3),(0,2),(0-2),(0,1)",
             boot_urcs=("+CPIN: {cpin}",),
+            chatter_urcs=('+CTZV: "26/12/01,11:00:00",+04', "+CIEV: 2,3", "+CREG: 1"),
             optional_commands=_LTE,
         ),
         SimProfile(
@@ -133,6 +136,10 @@ PROFILES: dict[str, SimProfile] = {
             default_cnmi=(2, 1, 0, 0, 0),
             boot_urcs=("RDY", "+CFUN: 1", "+CPIN: {cpin}"),
             ready_urcs=("Call Ready", "SMS Ready"),
+            # SIM800 Series AT Command Manual V1.09: unsolicited result codes.
+            chatter_urcs=("Call Ready", "SMS Ready", "UNDER-VOLTAGE WARNNING",
+                          '+CIEV: 10,"26201","Telekom.de","Telekom.de", 0, 0'),
+            missed_call_urcs=("NO CARRIER", "MISSED_CALL: 11:02AM {number}"),
             cmgr_empty_error=None,
             access_technology=0,
         ),
@@ -155,6 +162,9 @@ PROFILES: dict[str, SimProfile] = {
             boot_urcs=("RDY", "+CFUN: 1", "+CPIN: {cpin}", "+QUSIM: 1"),
             ready_urcs=("+QIND: SMS DONE", "+QIND: PB DONE"),
             storage_full_urc='+QIND: "smsfull","{mem}"',
+            # Quectel EC2x AT Commands Manual V2.0: AT+QINDCFG, +QIND: "csq"/"act"/SMS DONE.
+            chatter_urcs=('+QIND: "csq",{rssi},99', '+QIND: "act","LTE"', "+QIND: SMS DONE",
+                          "+QIND: PB DONE", '+CTZE: "+04",0,"2026/12/01,11:00:00"'),
             optional_commands=_LTE,
         ),
         SimProfile(
@@ -181,6 +191,9 @@ PROFILES: dict[str, SimProfile] = {
             first_index=0,
             boot_urcs=("+CPIN: {cpin}",),
             ready_urcs=("SMS DONE", "PB DONE"),
+            # SIM7500/SIM7600 Series AT Command Manual V3.00: SMS DONE / PB DONE, VOICE CALL.
+            chatter_urcs=("SMS DONE", "PB DONE", "+CGEV: ME PDN ACT 1"),
+            missed_call_urcs=("VOICE CALL: END: 000000", "MISSED_CALL: 11:02AM {number}"),
             reset_commands=("+CRESET", "+CFUN=1,1"),
             optional_commands=_LTE,
         ),
@@ -203,6 +216,12 @@ PROFILES: dict[str, SimProfile] = {
             boot_urcs=("^SIMST: 1", "^SRVST: 2"),
             storage_full_urc='^SMMEMFULL: "{mem}"',
             periodic_urcs=((4.0, "^RSSI: {rssi}"),),
+            # Huawei ME909s/E3372 AT Command Interface Specification: ^RSSI, ^MODE, ^BOOT,
+            # ^NWTIME, ^SRVST, ^HCSQ (sent whatever ^CURC says on some firmware).
+            chatter_urcs=("^RSSI: {rssi}", "^MODE: 5,4", "^BOOT: 20952545,0,0,0,72",
+                          "^NWTIME: 26/12/01,11:00:00+04,00", "^SRVST: 2",
+                          '^HCSQ: "LTE",45,40,120,20'),
+            missed_call_urcs=("^CEND: 1,0,104,16", "NO CARRIER"),
             reset_commands=("^RESET",),
             optional_commands=frozenset({"+CEREG", "+CGREG", "^CURC"}),
             unknown_command_answer="COMMAND NOT SUPPORT",
@@ -220,6 +239,8 @@ PROFILES: dict[str, SimProfile] = {
             cpms_test='+CPMS: ("ME","SM","SR"),("ME","SM"),("ME","SM")',
             cnmi_test="+CNMI: (0-3),(0-3),(0,2),(0-2),(0,1)",
             reset_commands=("#REBOOT",),
+            # Telit LE910Cx AT Commands Reference Guide: #QSS SIM status.
+            chatter_urcs=("#QSS: 1", '+CIEV: "signal",4'),
             optional_commands=_LTE,
         ),
         SimProfile(
@@ -238,6 +259,8 @@ PROFILES: dict[str, SimProfile] = {
             cpms_test='+CPMS: ("ME","SM"),("ME","SM"),("ME","SM")',
             cnmi_test="+CNMI: (0-2),(0-3),(0-2),(0-2),(0,1)",
             reset_commands=("+CFUN=16", "+CFUN=15"),
+            # u-blox AT Commands Manual UBX-13002752: +UUPSDD, +UUSIMSTAT, +CIEV.
+            chatter_urcs=("+UUPSDD: 0", "+UUSIMSTAT: 5", "+CIEV: 2,4"),
             optional_commands=_LTE,
         ),
     )

@@ -24,6 +24,13 @@ class Quirks:
     pin_required: bool = False  # the SIM wants its PIN (the modem's pin, or "1234")
     not_registered: bool | int = False  # True: +CREG stat 2 (searching); an int: that stat
     storage_full: bool = False  # every memory reports full
+    baud: int = 0  # pace what the modem writes to this line speed (10 bits a byte); 0: off
+    refuse_csms: bool = False  # AT+CSMS=1 is refused (+CMT is then never held for +CNMA)
+    answers: dict[str, str] = field(default_factory=dict)  # "+CPIN?" -> "+CME ERROR: 10"
+    inside_answers: tuple[str, ...] = ()  # lines written in the middle of every answer
+    chatter: float = 0.0  # chance per answer of one of the profile's vendor URCs inside it
+    silent_commands: tuple[str, ...] = ()  # commands (by prefix, "+CPIN=") never answered
+    slow_commands: dict[str, float] = field(default_factory=dict)  # "+CPIN?" -> 3.0 s (SIM)
 
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -59,6 +66,17 @@ def _parse_cms_map(text: str) -> dict[str, int]:
     return result
 
 
+def _parse_answers(text: str) -> dict[str, str]:
+    loaded = json.loads(text) if text.strip().startswith("{") else {}
+    if not isinstance(loaded, dict):
+        raise ValueError("answers wants an object")
+    return {normalise_cms_prefix(str(k)): str(v) for k, v in loaded.items()}
+
+
+def _parse_lines(text: str) -> tuple[str, ...]:
+    return tuple(line for line in text.split("|") if line) if text.lower() != "off" else ()
+
+
 def _parse_registration(text: str) -> bool | int:
     try:
         return _parse_bool(text)
@@ -78,6 +96,14 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "pin_required": _parse_bool,
     "not_registered": _parse_registration,
     "storage_full": _parse_bool,
+    "baud": int,
+    "refuse_csms": _parse_bool,
+    "answers": _parse_answers,
+    "inside_answers": _parse_lines,
+    "chatter": float,
+    "slow_commands": lambda text: {normalise_cms_prefix(k): float(v)
+                                   for k, v in json.loads(text).items()},
+    "silent_commands": lambda text: tuple(normalise_cms_prefix(p) for p in _parse_lines(text)),
 }
 
 QUIRK_NAMES: tuple[str, ...] = tuple(_PARSERS)
@@ -107,6 +133,26 @@ def checked_value(name: str, value: object) -> object:
         if not isinstance(value, dict):
             raise TypeError("cms_error wants a dict of command prefix -> error code")
         return {normalise_cms_prefix(str(k)): int(v) for k, v in value.items()}
+    if name == "answers":
+        if not isinstance(value, dict):
+            raise TypeError("answers wants a dict of command -> reply text")
+        return {normalise_cms_prefix(str(k)): str(v) for k, v in value.items()}
+    if name == "slow_commands":
+        if not isinstance(value, dict):
+            raise TypeError("slow_commands wants a dict of command prefix -> seconds")
+        return {normalise_cms_prefix(str(k)): float(v) for k, v in value.items()}
+    if name == "silent_commands":
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise TypeError("silent_commands wants a list of command prefixes")
+        return tuple(normalise_cms_prefix(v) for v in value)
+    if name == "inside_answers":
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise TypeError("inside_answers wants a list of lines")
+        return tuple(value)
+    if name in ("baud", "chatter"):
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} wants a number >= 0")
+        return int(value) if name == "baud" else float(value)
     if name == "slow":
         if not isinstance(value, int | float) or value < 0:
             raise ValueError("slow wants a number of seconds >= 0")

@@ -24,6 +24,8 @@ STATUS_BY_NAME: dict[str, int] = {name: code for code, name in STATUS_NAMES.item
 class StoredMessage:
     pdu: bytes  # the full PDU, SMSC field included
     status: int = REC_UNREAD
+    listing: str | None = None  # a corrupt entry: this line is listed instead of the PDU
+    length: int | None = None  # ... with this <length> (default: the PDU's)
 
 
 class Storage:
