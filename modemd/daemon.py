@@ -70,6 +70,7 @@ def mqtt_settings(config: Config) -> MqttSettings | None:
         tls_insecure=bool(m.tls and m.tls.insecure),
         keepalive=m.keepalive, max_inflight=m.max_inflight,
         homeassistant=m.homeassistant, discovery_prefix=m.discovery_prefix,
+        protocol=m.protocol,
     )
 
 
@@ -107,6 +108,7 @@ def build_sinks(config: Config, store: Store) -> list[Sink]:
             token=token.get_secret_value() if token else None, gateway_id=config.gateway.id,
             verify_ssl=influx.verify_ssl, ssl_ca_cert=str(influx.ca) if influx.ca else None,
             timeout_s=influx.timeout, batch_size=influx.batch_size,
+            modem_tag=influx.modem_tag,
         ))
     return sinks
 

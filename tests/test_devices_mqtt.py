@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from modemd.daemon import Daemon
+from modemd.payload.discovery import value_template
 from modemd.simulator import SimulatedModem
 from modemd.sms.encode import encode_deliver
 from modemd.sms.model import InformationElement
@@ -60,7 +61,7 @@ def test_a_status_sms_becomes_device_state_and_discovery(
     configs = {m.topic: m.json() for m in recorder.on("homeassistant/+/+/+/config")}
     battery = configs["homeassistant/sensor/gw1_PUMP01/battery/config"]
     assert battery["state_topic"] == "modemd/gw1/device/PUMP01/state"
-    assert battery["value_template"] == "{{ value_json.battery }}"
+    assert battery["value_template"] == value_template("battery")
     assert battery["unique_id"] == "modemd_gw1_PUMP01_battery"
     assert battery["device_class"] == "voltage" and battery["unit_of_measurement"] == "V"
     assert battery["state_class"] == "measurement"

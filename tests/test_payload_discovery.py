@@ -19,7 +19,12 @@ from modemd.payload import (
     gateway_discovery_messages,
     modem_discovery_messages,
 )
-from modemd.payload.discovery import MODEM_SENSORS, topic_id, value_template
+from modemd.payload.discovery import (
+    MODEM_SENSORS,
+    binary_value_template,
+    topic_id,
+    value_template,
+)
 
 # homeassistant/components/mqtt/discovery.py: TOPIC_MATCHER, applied after the prefix
 HA_TOPIC_MATCHER = re.compile(
@@ -145,7 +150,7 @@ def test_field_discovery_from_reading() -> None:
     assert topic == "homeassistant/sensor/gw1_PUMP01/battery/config"
     assert battery["unique_id"] == "modemd_gw1_PUMP01_battery"
     assert battery["object_id"] == "gw1_pump01_battery"
-    assert battery["value_template"] == "{{ value_json.battery }}"
+    assert battery["value_template"] == value_template("battery")
     assert battery["device_class"] == "voltage"
     assert battery["state_class"] == "measurement"
     assert battery["unit_of_measurement"] == "V"
@@ -155,7 +160,7 @@ def test_field_discovery_from_reading() -> None:
     topic, running = entities["running"]
     assert topic == "homeassistant/binary_sensor/gw1_PUMP01/running/config"
     assert running["payload_on"] == "ON" and running["payload_off"] == "OFF"
-    assert running["value_template"] == "{{ 'ON' if value_json.running else 'OFF' }}"
+    assert running["value_template"] == binary_value_template("running")
     assert running["device_class"] == "running"
     mode = entities["mode"][1]
     assert mode["device_class"] == "enum"
@@ -163,7 +168,7 @@ def test_field_discovery_from_reading() -> None:
     assert mode["icon"] == "mdi:cog"
     firmware = entities["firmware"][1]
     assert "state_class" not in firmware and "device_class" not in firmware
-    assert entities["values"][1]["value_template"] == "{{ value_json['values'] }}"
+    assert entities["values"][1]["value_template"] == value_template("values")
 
 
 def test_unique_ids_unique_across_everything() -> None:
@@ -227,12 +232,6 @@ def test_topic_ids_sanitised_and_distinct() -> None:
     assert a[1]["state_topic"] == "modemd/gw1/device/PUMP.01/state"
     assert topic_id("ok-id_1") == "ok-id_1"
     assert topic_id("a.b") != topic_id("a_b")
-
-
-def test_value_template() -> None:
-    assert value_template("battery") == "{{ value_json.battery }}"
-    for name in ("items", "keys", "get", "update", "copy"):
-        assert value_template(name) == f"{{{{ value_json['{name}'] }}}}"
 
 
 def test_reading_without_specs_still_discovers() -> None:
@@ -309,7 +308,7 @@ def test_flags_of_an_int_field_are_binary_sensors() -> None:
     assert_ha_shape(topic, leak)
     assert topic == "homeassistant/binary_sensor/gw1_WM1/leak/config"
     assert leak["device_class"] == "moisture"
-    assert leak["value_template"] == "{{ 'ON' if value_json.leak else 'OFF' }}"
+    assert leak["value_template"] == binary_value_template("leak")
     assert leak["expire_after"] == 600
     assert "device_class" not in entities["tamper"][1]
     assert entities["flags"][0] == "homeassistant/sensor/gw1_WM1/flags/config"

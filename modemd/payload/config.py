@@ -303,6 +303,26 @@ class FieldSpec(_Frozen):
     def is_numeric(self) -> bool:
         return self.type in NUMERIC_TYPES
 
+    @cached_property
+    def enum_codes(self) -> dict[str, int]:
+        """label → the number written for it to the time-series store (enum fields).
+
+        When every raw value of ``values`` is a whole number (``"0" = "ok", "3" = "overheat"``)
+        a label's code is its (first) raw value, the number the device itself sent; otherwise
+        it is the label's position in the Home Assistant ``options`` list, from 0.
+        """
+        if not self.values:
+            return {}
+        labels = list(dict.fromkeys(self.values.values()))
+        try:
+            raw = {key: int(key, 10) for key in self.values}
+        except ValueError:
+            return {label: index for index, label in enumerate(labels)}
+        codes: dict[str, int] = {}
+        for key, label in self.values.items():
+            codes.setdefault(label, raw[key])
+        return codes
+
     @property
     def effective_state_class(self) -> str | None:
         """The HA/time-series state class: explicit, else ``measurement`` for numbers."""

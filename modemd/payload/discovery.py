@@ -40,6 +40,7 @@ __all__ = [
     "MODEM_SENSORS",
     "DiscoveryMessage",
     "ModemSensor",
+    "binary_value_template",
     "discovery_messages",
     "gateway_discovery_messages",
     "modem_discovery_messages",
@@ -52,8 +53,7 @@ DiscoveryMessage = tuple[str, dict[str, Any]]
 _TOPIC_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 _NOT_TOPIC_ID = re.compile(r"[^A-Za-z0-9_-]")
 _NOT_SLUG = re.compile(r"[^a-z0-9_]+")
-#: attribute names Jinja would resolve on the dict itself instead of the key
-_DICT_ATTRIBUTES = frozenset(dir(dict))
+_NON_NUMERIC_CLASSES = frozenset({"enum", "timestamp", "date"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +113,31 @@ def _slug(text: str) -> str:
     return _NOT_SLUG.sub("_", text.lower()).strip("_") or "x"
 
 
-def value_template(field: str) -> str:
-    """``{{ value_json.<field> }}`` (subscript form for names like ``items``/``values``)."""
-    if field in _DICT_ATTRIBUTES:
-        return f"{{{{ value_json['{field}'] }}}}"
-    return f"{{{{ value_json.{field} }}}}"
+#: what a value template renders for a field absent from the state document: Home Assistant
+#: ignores an empty state for numeric sensors and binary sensors (the entity is left alone),
+#: and takes ``None`` as "unknown" (an enum or text sensor must not keep showing an old label
+#: as if the device had just sent it; an empty state is no valid option).
+KEEP_STATE = ""
+UNKNOWN_STATE = "None"
+
+
+def _present(field: str) -> str:
+    return f"value_json is mapping and '{field}' in value_json"
+
+
+def value_template(field: str, *, absent: str = KEEP_STATE) -> str:
+    """The value of *field* in the state document, or *absent* when the reading lacks it.
+
+    Subscript form (``value_json['items']`` is the key, not the dict method), and the key is
+    looked up only when present: no "dict object has no attribute" template warning.
+    """
+    return f"{{{{ value_json['{field}'] if {_present(field)} else '{absent}' }}}}"
+
+
+def binary_value_template(field: str) -> str:
+    """``ON``/``OFF`` from a bool field; empty (the entity keeps its state) when absent."""
+    return (f"{{{{ ('ON' if value_json['{field}'] else 'OFF') if {_present(field)} "
+            f"else '{KEEP_STATE}' }}}}")
 
 
 def _check_id(value: str, what: str) -> None:
@@ -194,12 +214,16 @@ def _field_entity(
     )
     payload["state_topic"] = state_topic
     if component == "binary_sensor":
-        access = value_template(field)[3:-3]
-        payload["value_template"] = f"{{{{ 'ON' if {access} else 'OFF' }}}}"
+        payload["value_template"] = binary_value_template(field)
         payload["payload_on"] = "ON"
         payload["payload_off"] = "OFF"
     else:
-        payload["value_template"] = value_template(field)
+        # Home Assistant ignores an empty state only where it expects a number
+        numeric = spec.type in ("int", "float") and (
+            spec.unit is not None or spec.effective_state_class is not None
+            or (spec.effective_device_class or "enum") not in _NON_NUMERIC_CLASSES)
+        payload["value_template"] = value_template(
+            field, absent=KEEP_STATE if numeric else UNKNOWN_STATE)
     device_class = spec.effective_device_class
     if device_class is not None:
         payload["device_class"] = device_class

@@ -21,6 +21,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from modemd.errors import StoreError
 from modemd.sinks.base import Sink
@@ -50,6 +52,8 @@ class MqttSettings:
     max_inflight: int = 32
     homeassistant: bool = False
     discovery_prefix: str = "homeassistant"
+    #: "auto": MQTT 5, falling back to 3.1.1 when the broker refuses 5; or "5" / "3.1.1"
+    protocol: str = "auto"
 
 
 class Topics:
@@ -93,8 +97,11 @@ class MqttSink(Sink):
         self.topics = Topics(settings.base_topic, settings.gateway_id)
         self.connected = threading.Event()
         self._acked_mids: collections.deque[int] = collections.deque()
-        self._mid_to_seq: dict[int, int] = {}
-        self._early_mids: set[int] = set()
+        # packet id -> the outbox seq it carries (None: status, discovery ...). Written under
+        # _publish_lock together with the publish, so a PUBACK is only ever matched to the
+        # publication that owns its packet id, never to a later one that reuses the id.
+        self._mid_owner: dict[int, int | None] = {}
+        self._publish_lock = threading.Lock()
         self._inflight: dict[int, float] = {}  # seq -> when published
         self._announced: set[str] = set()  # discovery topics sent on this connection
         self._discovery_cache: dict[str, dict[str, Any]] = dict(discovery)
@@ -107,6 +114,10 @@ class MqttSink(Sink):
         self._connection_epoch = 0
         self._closing = False
         self._seen_epoch = 0
+        self._connections = 0  # successful CONNACKs so far
+        self._seen_connection = 0
+        self._mqtt5 = settings.protocol != "3.1.1"
+        self._downgrade = threading.Event()  # the broker refused MQTT 5: use 3.1.1
         self._client = self._make_client()
 
     # --- paho client -------------------------------------------------------------------------
@@ -115,7 +126,8 @@ class MqttSink(Sink):
         s = self.settings
         client_id = s.client_id or f"modemd-{s.gateway_id}"
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=client_id,
+            protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
         )
         client.will_set(self.topics.status, "offline", qos=1, retain=True)
         if s.username:
@@ -144,7 +156,7 @@ class MqttSink(Sink):
     def close(self) -> None:
         self._closing = True
         if self.connected.is_set():
-            info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
+            info = self._publish(self.topics.status, "offline", qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError) as exc:
@@ -154,15 +166,25 @@ class MqttSink(Sink):
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
+        if (reason_code.is_failure and self._mqtt5 and self.settings.protocol == "auto"
+                and str(reason_code) == "Unsupported protocol version"):
+            log.warning("mqtt: broker %s:%d does not speak MQTT 5; using MQTT 3.1.1 (retained "
+                        "device states cannot expire there)", self.settings.host,
+                        self.settings.port)
+            self._downgrade.set()
+            self.wake()
+            return
         if reason_code.is_failure:
             log.warning("mqtt: broker %s:%d refused the connection: %s",
                         self.settings.host, self.settings.port, reason_code)
             return
         log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
-        client.publish(self.topics.status, "online", qos=1, retain=True)
+        # "online" goes out from the sink thread (run_once), where every publication is
+        # recorded with its packet id; never publish from paho's callbacks.
         if self.settings.homeassistant:
             client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
         self._connection_epoch += 1
+        self._connections += 1
         self.connected.set()
         self.wake()
 
@@ -174,8 +196,29 @@ class MqttSink(Sink):
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
+        # paho holds its message lock here: only hand the id over, take no lock of ours.
         self._acked_mids.append(mid)
         self.wake()
+
+    def _publish(self, topic: str, payload: str, *, qos: int, retain: bool,
+                 seq: int | None = None, expiry: int | None = None) -> mqtt.MQTTMessageInfo:
+        """Publish and record which publication owns the packet id, atomically.
+
+        ``expiry``: seconds after which the broker drops the (retained) message (MQTT 5
+        message expiry; not sent over MQTT 3.1.1, which has none).
+        """
+        properties = None
+        if expiry is not None and self._mqtt5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.MessageExpiryInterval = expiry
+        with self._publish_lock:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain,
+                                        properties=properties)
+            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) and qos > 0:
+                self._mid_owner[info.mid] = seq  # replaces what paho no longer holds
+            else:
+                self._mid_owner.pop(info.mid, None)
+        return info
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == f"{self.settings.discovery_prefix}/status" and \
@@ -187,10 +230,15 @@ class MqttSink(Sink):
     # --- the sink thread -------------------------------------------------------------------------
 
     def run_once(self) -> bool:
+        if self._downgrade.is_set():
+            self._reconnect_with_mqtt311()
         self._settle_acks()
         if not self.connected.is_set():
             return False
         if self._seen_epoch != self._connection_epoch:
+            if self._seen_connection != self._connections:
+                self._seen_connection = self._connections
+                self._publish(self.topics.status, "online", qos=1, retain=True)
             self._seen_epoch = self._connection_epoch
             self._announced.clear()
             for topic, payload in list(self._discovery_cache.items()):
@@ -209,14 +257,26 @@ class MqttSink(Sink):
             self._publish_row(row)
         return len(rows) == room
 
+    def _reconnect_with_mqtt311(self) -> None:
+        self._downgrade.clear()
+        old, self._mqtt5 = self._client, False
+        old.loop_stop()
+        old.disconnect()
+        with self._publish_lock:
+            self._mid_owner.clear()
+        self._inflight.clear()  # rows handed to the old client are offered again
+        self._client = self._make_client()
+        self._client.connect_async(self.settings.host, self.settings.port,
+                                   keepalive=self.settings.keepalive)
+        self._client.loop_start()
+
     def _settle_acks(self) -> None:
         acked: list[int] = []
         while self._acked_mids:
             mid = self._acked_mids.popleft()
-            seq = self._mid_to_seq.pop(mid, None)
-            if seq is None:
-                self._early_mids.add(mid)  # PUBACK beat us to recording the mid
-            else:
+            with self._publish_lock:  # a publish in progress has recorded its id first
+                seq = self._mid_owner.pop(mid, None)
+            if seq is not None:
                 acked.append(seq)
                 self._inflight.pop(seq, None)
         if acked:
@@ -234,20 +294,16 @@ class MqttSink(Sink):
         except (KeyError, TypeError, ValueError) as exc:
             self.store.outbox.poison(self.name, [row.seq], reason=f"cannot render: {exc!r}")
             return
-        info = self._client.publish(topic, payload, qos=self.settings.qos, retain=retain)
+        self._inflight[row.seq] = time.monotonic()
+        info = self._publish(topic, payload, qos=self.settings.qos, retain=retain, seq=row.seq,
+                             expiry=_expiry(row))
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self._inflight.pop(row.seq, None)
             log.warning("mqtt: publish to %s failed: %s", topic, mqtt.error_string(info.rc))
             return
         if self.settings.qos == 0:
-            self.store.outbox.ack(self.name, [row.seq])
-            return
-        self._inflight[row.seq] = time.monotonic()
-        if info.mid in self._early_mids:
-            self._early_mids.discard(info.mid)
             self._inflight.pop(row.seq, None)
             self.store.outbox.ack(self.name, [row.seq])
-        else:
-            self._mid_to_seq[info.mid] = row.seq
 
     def _render(self, row: OutboxRow) -> tuple[str, str, bool]:
         body = row.body
@@ -268,7 +324,7 @@ class MqttSink(Sink):
         raise ValueError(f"unknown outbox kind {row.kind!r}")
 
     def _publish_discovery(self, topic: str, payload: dict[str, Any]) -> None:
-        self._client.publish(topic, _json(payload), qos=1, retain=True)
+        self._publish(topic, _json(payload), qos=1, retain=True)
         self._announced.add(topic)
 
     # --- Home Assistant entities that are no longer configured ------------------------------
@@ -296,7 +352,7 @@ class MqttSink(Sink):
             log.info("mqtt: removing Home Assistant entity %s (no longer configured)", topic)
             self._discovery_cache.pop(topic, None)
             self._announced.discard(topic)
-            self._client.publish(topic, "", qos=1, retain=True)  # empty retained: remove
+            self._publish(topic, "", qos=1, retain=True)  # empty retained: remove
         try:
             self.store.announced.replace(owner, topics)
         except StoreError as exc:  # bookkeeping only: never hold up delivery for it
@@ -313,6 +369,17 @@ class MqttSink(Sink):
         for owner in sorted(self._owned):
             if not self._configured(owner):
                 self._set_owned(owner, frozenset())
+
+
+def _expiry(row: OutboxRow) -> int | None:
+    """A device state's lifetime on the broker: its rule's ``expire_after``, so a retained
+    state cannot make a dead device look alive to a Home Assistant that starts later."""
+    if row.kind != "reading":
+        return None
+    value = row.body.get("expire_after")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
 
 
 def _json(body: Any) -> str:
