@@ -204,7 +204,10 @@ class Daemon:
                     [topic, payload] for topic, payload in modem_discovery_messages(
                         gateway_id=cfg.gateway.id, modem_name=state.name,
                         imei=state.identity.imei, base_topic=cfg.mqtt.base_topic,
-                        discovery_prefix=cfg.mqtt.discovery_prefix)
+                        discovery_prefix=cfg.mqtt.discovery_prefix,
+                        model=state.identity.model or None,
+                        manufacturer=state.identity.manufacturer or None,
+                        firmware=state.identity.revision or None)
                 ]
             self.store.outbox.put(sink="mqtt", kind="modem_state", msg_id=None, body=document)
         if "influx" in names and state.online:

@@ -62,7 +62,7 @@ def test_a_status_sms_becomes_device_state_and_discovery(
     battery = configs["homeassistant/sensor/gw1_PUMP01/battery/config"]
     assert battery["state_topic"] == "modemd/gw1/device/PUMP01/state"
     assert battery["value_template"] == value_template("battery")
-    assert battery["unique_id"] == "modemd_gw1_PUMP01_battery"
+    assert battery["unique_id"] == "modemd/gw1/PUMP01/battery"
     assert battery["device_class"] == "voltage" and battery["unit_of_measurement"] == "V"
     assert battery["state_class"] == "measurement"
     assert battery["expire_after"] == 7200
@@ -189,7 +189,8 @@ def test_entities_no_longer_configured_are_removed_from_home_assistant(
             daemon.stop()
         cleared = {m.topic for m in recorder.on("homeassistant/#") if m.payload == b""}
         old_modem = {f"homeassistant/sensor/gw1_modem_m1/{name}/config"
-                     for name in ("signal", "registration", "storage_used")}
+                     for name in ("signal", "registration", "last_error", "storage_used")}
+        old_modem.add("homeassistant/binary_sensor/gw1_modem_m1/online/config")
         assert cleared == meter_topics | {pressure} | old_modem
 
         # What Home Assistant finds when it connects now: the pump without pressure.

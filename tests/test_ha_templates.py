@@ -175,3 +175,7 @@ def test_modem_templates_render_an_offline_state_as_unknown() -> None:
         key = topic.split("/")[3]
         if key in ("signal", "registration", "storage_used"):
             assert later is UNKNOWN, key  # never -73 dBm or "registered" for a gone modem
+        if key == "online":
+            assert (state, later) == (True, False)
+        if key == "last_error":
+            assert (state, later) == ("none", "port vanished")

@@ -155,3 +155,50 @@ def test_a_broker_without_mqtt5_still_gets_every_row(store: Store, broker: Mosqu
         sink.stop()
         recorder.close()
         front.close()
+
+
+# --- modem health is visible (issue 14) -------------------------------------------------------
+
+
+def test_an_unplugged_modem_shows_disconnected_and_claims_no_signal(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    from modemd.daemon import Daemon
+    from modemd.simulator import SimulatedModem
+    from tests.helpers import load, write_config
+
+    sim = SimulatedModem(profile="quectel_ec25")
+    sim.start()
+    sim.set_signal(20, 0)  # -73 dBm
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                       modems=[{"name": "m1", "port": sim.port}],
+                       gateway={"health_interval": 1},
+                       mqtt={"host": "127.0.0.1", "port": broker.port, "homeassistant": True})
+    recorder = Recorder(broker.port, ["modemd/#", "homeassistant/#"])
+    daemon = Daemon(load(cfg))
+    daemon.start()
+    try:
+        recorder.wait_for(lambda msgs: any(
+            m.topic == "modemd/gw1/modem/m1/state" and m.json()["signal"]["rssi"] == -73
+            for m in msgs))
+        configs = {m.topic: m.json() for m in recorder.wait_count(
+            "homeassistant/+/gw1_modem_m1/+/config", 5)}
+        online = configs["homeassistant/binary_sensor/gw1_modem_m1/online/config"]
+        assert online["device_class"] == "connectivity"
+        device = online["device"]
+        assert device["manufacturer"] and device["model"] and device["sw_version"]
+        assert "homeassistant/sensor/gw1_modem_m1/last_error/config" in configs
+
+        sim.vanish()
+        offline = recorder.wait_for(lambda msgs: any(
+            m.topic == "modemd/gw1/modem/m1/state" and m.json()["online"] is False
+            for m in msgs), timeout=30)
+        doc = next(m.json() for m in offline if m.topic == "modemd/gw1/modem/m1/state"
+               and m.json()["online"] is False)
+        assert doc["registration"] is None and doc["operator"] is None
+        assert doc["signal"] == {"rssi": None, "ber": None, "lte": None}
+        assert doc["last_error"]
+    finally:
+        daemon.stop()
+        recorder.close()
+        sim.stop()

@@ -148,7 +148,7 @@ def test_field_discovery_from_reading() -> None:
     entities = by_object(messages)
     topic, battery = entities["battery"]
     assert topic == "homeassistant/sensor/gw1_PUMP01/battery/config"
-    assert battery["unique_id"] == "modemd_gw1_PUMP01_battery"
+    assert battery["unique_id"] == "modemd/gw1/PUMP01/battery"
     assert battery["object_id"] == "gw1_pump01_battery"
     assert battery["value_template"] == value_template("battery")
     assert battery["device_class"] == "voltage"
@@ -252,14 +252,16 @@ def test_reading_without_specs_still_discovers() -> None:
 
 def test_modem_discovery() -> None:
     messages = modem_discovery_messages(
-        "gw1", "modem1", "356938035643809", model="EC25", manufacturer="Quectel"
+        "gw1", "modem1", "356938035643809", model="EC25", manufacturer="Quectel",
+        firmware="EC25EFAR06A06M4G",
     )
-    assert len(messages) == len(MODEM_SENSORS)
+    assert len(messages) == len(MODEM_SENSORS) + 1  # and the connectivity binary sensor
     entities = by_object(messages)
-    assert set(entities) == {"signal", "registration", "storage_used"}
+    assert set(entities) == {"signal", "registration", "last_error", "storage_used", "online"}
     for topic, payload in messages:
         assert_ha_shape(topic, payload)
-        assert topic.startswith("homeassistant/sensor/gw1_modem_modem1/")
+        component = "binary_sensor" if topic.endswith("/online/config") else "sensor"
+        assert topic.startswith(f"homeassistant/{component}/gw1_modem_modem1/")
         assert payload["state_topic"] == "modemd/gw1/modem/modem1/state"
         assert payload["entity_category"] == "diagnostic"
         assert payload["availability"][0]["topic"] == "modemd/gw1/status"
@@ -268,8 +270,12 @@ def test_modem_discovery() -> None:
             "name": "Modem modem1",
             "model": "EC25",
             "manufacturer": "Quectel",
+            "sw_version": "EC25EFAR06A06M4G",
             "via_device": "modemd_gw1",
         }
+    online = entities["online"][1]
+    assert online["device_class"] == "connectivity"
+    assert (online["payload_on"], online["payload_off"]) == ("ON", "OFF")
     signal = entities["signal"][1]
     assert signal["device_class"] == "signal_strength"
     assert signal["unit_of_measurement"] == "dBm"

@@ -42,6 +42,7 @@ __all__ = [
     "ModemSensor",
     "binary_value_template",
     "discovery_messages",
+    "field_unique_id",
     "gateway_discovery_messages",
     "modem_discovery_messages",
     "topic_id",
@@ -86,6 +87,12 @@ MODEM_SENSORS: tuple[ModemSensor, ...] = (
         name="Registration",
         template="{{ value_json.registration }}",
         icon="mdi:antenna",
+    ),
+    ModemSensor(
+        key="last_error",
+        name="Last error",
+        template="{{ (value_json.last_error or 'none') if value_json is mapping else '' }}",
+        icon="mdi:alert-circle-outline",
     ),
     ModemSensor(
         key="storage_used",
@@ -138,6 +145,13 @@ def binary_value_template(field: str) -> str:
     """``ON``/``OFF`` from a bool field; empty (the entity keeps its state) when absent."""
     return (f"{{{{ ('ON' if value_json['{field}'] else 'OFF') if {_present(field)} "
             f"else '{KEEP_STATE}' }}}}")
+
+
+def field_unique_id(gateway_id: str, device: str, field: str) -> str:
+    """``modemd/<gw>/<device>/<field>``: ``/`` is in no gateway id, device id or field name,
+    so two device/field pairs never share an id (``TANK_max`` + ``level`` is not ``TANK`` +
+    ``max_level``, as ``modemd_<gw>_<device>_<field>`` made them)."""
+    return f"modemd/{gateway_id}/{device}/{field}"
 
 
 def _check_id(value: str, what: str) -> None:
@@ -208,7 +222,7 @@ def _field_entity(
     _ids(
         payload,
         component,
-        f"modemd_{gateway_id}_{device}_{field}",
+        field_unique_id(gateway_id, device, field),
         _slug(f"{gateway_id}_{device}_{field}"),
         legacy_object_id,
     )
@@ -337,9 +351,11 @@ def modem_discovery_messages(
     discovery_prefix: str = "homeassistant",
     model: str | None = None,
     manufacturer: str | None = None,
+    firmware: str | None = None,
     legacy_object_id: bool = True,
 ) -> list[DiscoveryMessage]:
-    """Health sensors (:data:`MODEM_SENSORS`) of one modem, from its retained state document.
+    """Health sensors (:data:`MODEM_SENSORS`) of one modem, from its retained state document,
+    and its connectivity binary sensor (off while the modem is offline or unplugged).
 
     The modem is its own HA device (identified by IMEI when known, so it keeps its history
     when renamed or moved to another USB port), connected via the gateway.
@@ -358,6 +374,8 @@ def modem_discovery_messages(
         block["model"] = model
     if manufacturer:
         block["manufacturer"] = manufacturer
+    if firmware:
+        block["sw_version"] = firmware
     block["via_device"] = _gateway_identifier(gateway_id)
     state_topic = f"{base_topic}/{gateway_id}/modem/{modem_name}/state"
     node = topic_id(f"{gateway_id}_modem_{modem_name}")
@@ -386,6 +404,22 @@ def modem_discovery_messages(
         payload["device"] = block
         payload["origin"] = _origin()
         messages.append((f"{discovery_prefix}/sensor/{node}/{sensor.key}/config", payload))
+    online: dict[str, Any] = {"name": "Connected"}
+    _ids(online, "binary_sensor", f"modemd_modem_{key}_online",
+         _slug(f"{gateway_id}_modem_{modem_name}_online"), legacy_object_id)
+    online.update({
+        "state_topic": state_topic,
+        "value_template": "{{ 'ON' if value_json is mapping and value_json.get('online') "
+                          "else 'OFF' }}",
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+        "availability": _availability(base_topic, gateway_id),
+        "device": block,
+        "origin": _origin(),
+    })
+    messages.append((f"{discovery_prefix}/binary_sensor/{node}/online/config", online))
     return messages
 
 
