@@ -200,6 +200,10 @@ class MQTTConfig(_Model):
     max_inflight: int = Field(default=32, ge=1, le=1000)
     #: "auto" (MQTT 5, or 3.1.1 when the broker refuses 5), "5" or "3.1.1"
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    #: Home Assistant entities only for devices in [devices] (or a rule's fixed device)
+    ha_only_configured: bool = False
+    #: at most this many devices get Home Assistant entities
+    ha_max_devices: int | None = Field(default=None, ge=1, le=100_000)
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from modemd.payload.engine import PayloadEngine
 from modemd.payload.senders import AllowList
 from modemd.pipeline import Pipeline, Route
 from modemd.sinks.base import Sink
-from modemd.sinks.mqtt import MqttSettings, MqttSink
+from modemd.sinks.mqtt import Configured, MqttSettings, MqttSink
 from modemd.store import STORE_FILENAME, Store
 from modemd.systemd import Notifier
 
@@ -70,7 +70,7 @@ def mqtt_settings(config: Config) -> MqttSettings | None:
         tls_insecure=bool(m.tls and m.tls.insecure),
         keepalive=m.keepalive, max_inflight=m.max_inflight,
         homeassistant=m.homeassistant, discovery_prefix=m.discovery_prefix,
-        protocol=m.protocol,
+        protocol=m.protocol, max_devices=m.ha_max_devices,
     )
 
 
@@ -82,6 +82,23 @@ def rules_with_default_measurement(config: Config) -> list[ParserRule]:
     return [rule if "measurement" in rule.model_fields_set
             else rule.model_copy(update={"measurement": influx.measurement})
             for rule in config.parser]
+
+
+def configured_announcer(config: Config) -> Configured | None:
+    """Every configured device's discovery, for the MQTT sink to announce at each connect."""
+    mq = config.mqtt
+    if mq is None or not mq.homeassistant:
+        return None
+    from modemd.payload.discovery import configured_discovery
+
+    def announce(known: Collection[str]) -> list[tuple[str, list[Any]]]:
+        return [(owner, list(messages)) for owner, messages in configured_discovery(
+            config.parser, config.devices, known, gateway_id=config.gateway.id,
+            base_topic=mq.base_topic, discovery_prefix=mq.discovery_prefix,
+            default_country_code=config.gateway.default_country_code,
+            only_configured=mq.ha_only_configured)]
+
+    return announce
 
 
 def build_sinks(config: Config, store: Store) -> list[Sink]:
@@ -97,7 +114,8 @@ def build_sinks(config: Config, store: Store) -> list[Sink]:
                 discovery_prefix=settings.discovery_prefix)
         sinks.append(MqttSink(store, settings, discovery=announce,
                               known_rules=[rule.name for rule in config.parser],
-                              known_modems=[modem.name for modem in config.modem]))
+                              known_modems=[modem.name for modem in config.modem],
+                              configured=configured_announcer(config)))
     influx = config.influx
     if influx is not None and influx.enabled:
         from modemd.sinks.influx import InfluxSink  # heavy import, only when configured
@@ -153,7 +171,12 @@ class Daemon:
 
             mq = cfg.mqtt
 
+            fixed = {rule.device for rule in cfg.parser if rule.device is not None}
+
             def discovery(reading: Any) -> list[tuple[str, dict[str, Any]]]:
+                if mq.ha_only_configured and reading.device not in cfg.devices and \
+                        reading.device not in fixed:
+                    return []  # no entities for a device the config does not name
                 return discovery_messages(reading, gateway_id=cfg.gateway.id,
                                           base_topic=mq.base_topic,
                                           discovery_prefix=mq.discovery_prefix)

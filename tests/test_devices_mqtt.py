@@ -191,7 +191,10 @@ def test_entities_no_longer_configured_are_removed_from_home_assistant(
         old_modem = {f"homeassistant/sensor/gw1_modem_m1/{name}/config"
                      for name in ("signal", "registration", "last_error", "storage_used")}
         old_modem.add("homeassistant/binary_sensor/gw1_modem_m1/online/config")
-        assert cleared == meter_topics | {pressure} | old_modem
+        # PUMP02 ([devices], matched by the pump rule's senders) is announced at every
+        # connection without a reading, so its pressure entity goes too
+        pump02_pressure = "homeassistant/sensor/gw1_PUMP02/pressure/config"
+        assert cleared == meter_topics | {pressure, pump02_pressure} | old_modem
 
         # What Home Assistant finds when it connects now: the pump without pressure.
         late = Recorder(broker.port, ["homeassistant/#"])

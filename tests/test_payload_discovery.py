@@ -318,3 +318,16 @@ def test_flags_of_an_int_field_are_binary_sensors() -> None:
     assert leak["expire_after"] == 600
     assert "device_class" not in entities["tamper"][1]
     assert entities["flags"][0] == "homeassistant/sensor/gw1_WM1/flags/config"
+
+
+def test_unique_ids_of_device_field_pairs_cannot_collide() -> None:
+    """Issue 13: device TANK_max + field level was the same id as device TANK + max_level."""
+    rule = ParserRule.model_validate({
+        "name": "tank", "format": "kv", "device_field": "ID",
+        "fields": {"L": {"name": "level", "type": "float"},
+                   "M": {"name": "max_level", "type": "float"}}})
+    ids = [payload["unique_id"]
+           for device in ("TANK_max", "TANK")
+           for _, payload in discovery_messages(rule, device, gateway_id="gw1")]
+    assert len(ids) == len(set(ids)) == 4
+    assert "modemd/gw1/TANK_max/level" in ids and "modemd/gw1/TANK/max_level" in ids

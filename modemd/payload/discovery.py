@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,16 +35,20 @@ from modemd.payload.config import (
     device_id_problem,
 )
 from modemd.payload.model import Reading
+from modemd.payload.senders import SenderPatterns
 
 __all__ = [
     "MODEM_SENSORS",
     "DiscoveryMessage",
     "ModemSensor",
     "binary_value_template",
+    "configured_devices",
+    "configured_discovery",
     "discovery_messages",
     "field_unique_id",
     "gateway_discovery_messages",
     "modem_discovery_messages",
+    "owner_key",
     "topic_id",
     "value_template",
 ]
@@ -460,3 +464,88 @@ def gateway_discovery_messages(
     )
     node = topic_id(gateway_id)
     return [(f"{discovery_prefix}/binary_sensor/{node}/status/config", payload)]
+
+
+def owner_key(rule: str, device: str) -> str:
+    """The owner of a device's discovery topics, as the MQTT sink and the store record it."""
+    return f"rule:{rule}/device:{device}"
+
+
+def _owner_parts(owner: str) -> tuple[str, str] | None:
+    kind, _, rest = owner.partition(":")
+    rule, found, device = rest.partition("/device:")
+    if kind != "rule" or not found or not device:
+        return None
+    return rule, device
+
+
+def configured_devices(
+    rules: Sequence[ParserRule],
+    devices: Mapping[str, DeviceSpec],
+    *,
+    default_country_code: str | None = None,
+) -> list[tuple[ParserRule, str]]:
+    """The (rule, device) pairs the config itself names, known before any message arrives.
+
+    A rule with a fixed ``device``; and each ``[devices]`` entry whose numbers the rule's
+    ``match.sender`` accepts. A rule without sender patterns could take any device: its
+    devices are only known once they reported (see :func:`configured_discovery`).
+    """
+    pairs: list[tuple[ParserRule, str]] = []
+    for rule in rules:
+        if rule.device is not None:
+            pairs.append((rule, rule.device))
+            continue
+        if not rule.match.sender:
+            continue
+        senders = SenderPatterns(rule.match.sender, default_country_code=default_country_code)
+        for device_id, spec in devices.items():
+            if any(senders.matches(number) for number in spec.numbers):
+                pairs.append((rule, device_id))
+    return pairs
+
+
+def configured_discovery(
+    rules: Sequence[ParserRule],
+    devices: Mapping[str, DeviceSpec],
+    known_owners: Iterable[str],
+    *,
+    gateway_id: str,
+    base_topic: str = "modemd",
+    discovery_prefix: str = "homeassistant",
+    default_country_code: str | None = None,
+    only_configured: bool = False,
+) -> list[tuple[str, list[DiscoveryMessage]]]:
+    """(owner, discovery configs) of every device the config names, plus every (rule, device)
+    announced before whose rule is still configured (``known_owners``, from the store): what
+    the MQTT sink announces at each connection and when Home Assistant comes back, so no
+    entity waits for its device's next SMS. ``only_configured`` leaves out devices that are
+    not in ``[devices]`` (nor a rule's fixed device); those announced before come back with
+    no configs, which removes their entities."""
+    by_name = {rule.name: rule for rule in rules}
+    wanted: dict[str, tuple[ParserRule, str]] = {
+        owner_key(rule.name, device): (rule, device)
+        for rule, device in configured_devices(rules, devices,
+                                               default_country_code=default_country_code)
+    }
+    fixed = {rule.device for rule in rules if rule.device is not None}
+    removed: list[tuple[str, list[DiscoveryMessage]]] = []
+    for owner in known_owners:
+        parts = _owner_parts(owner)
+        if parts is None or parts[0] not in by_name:
+            continue
+        if only_configured and parts[1] not in devices and parts[1] not in fixed:
+            removed.append((owner, []))  # its entities and retained state go
+            continue
+        wanted.setdefault(owner, (by_name[parts[0]], parts[1]))
+    announced: list[tuple[str, list[DiscoveryMessage]]] = removed
+    for owner, (rule, device) in wanted.items():
+        try:
+            messages = discovery_messages(rule, device, gateway_id=gateway_id,
+                                          device_meta=devices.get(device),
+                                          base_topic=base_topic,
+                                          discovery_prefix=discovery_prefix)
+        except ValueError:
+            continue  # an id that cannot be a topic: never announced
+        announced.append((owner, messages))
+    return announced

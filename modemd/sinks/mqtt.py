@@ -15,7 +15,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,9 @@ from modemd.store.outbox import OutboxRow
 log = logging.getLogger(__name__)
 
 INFLIGHT_RESEND_AFTER = 120.0  # seconds without PUBACK before a row is offered again
+
+#: known owners -> (owner, discovery configs) to announce at every connection
+Configured = Callable[[Collection[str]], Sequence[tuple[str, Sequence[Sequence[Any]]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class MqttSettings:
     discovery_prefix: str = "homeassistant"
     #: "auto": MQTT 5, falling back to 3.1.1 when the broker refuses 5; or "5" / "3.1.1"
     protocol: str = "auto"
+    #: at most this many devices get Home Assistant entities (None: no bound)
+    max_devices: int | None = None
 
 
 class Topics:
@@ -86,8 +91,13 @@ class MqttSink(Sink):
     def __init__(self, store: Store, settings: MqttSettings, *,
                  discovery: Sequence[tuple[str, dict[str, Any]]] = (),
                  known_rules: Collection[str] | None = None,
-                 known_modems: Collection[str] | None = None) -> None:
+                 known_modems: Collection[str] | None = None,
+                 configured: Configured | None = None) -> None:
         """``discovery``: Home Assistant configs announced on every connection (the gateway).
+
+        ``configured``: given the owners announced before, the (owner, configs) of every
+        device to announce at each connection and Home Assistant restart, before (and
+        whether or not) the device sends anything.
 
         ``known_rules`` / ``known_modems``: what the config has now; entities announced earlier
         for a rule or modem that is gone are removed from Home Assistant (None: keep them).
@@ -107,6 +117,8 @@ class MqttSink(Sink):
         self._discovery_cache: dict[str, dict[str, Any]] = dict(discovery)
         self._known_rules = frozenset(known_rules) if known_rules is not None else None
         self._known_modems = frozenset(known_modems) if known_modems is not None else None
+        self._configured = configured
+        self._over_limit: set[str] = set()  # devices refused entities by max_devices
         # owner ("rule:<rule>/device:<id>" or "modem:<name>") -> discovery topics announced
         self._owned: dict[str, frozenset[str]] = (
             store.announced.load() if settings.homeassistant else {})
@@ -246,6 +258,9 @@ class MqttSink(Sink):
             if self.settings.homeassistant and not self._pruned:
                 self._pruned = True
                 self._remove_unconfigured()
+            if self.settings.homeassistant and self._configured is not None:
+                for owner, messages in self._configured(list(self._owned)):
+                    self._announce(owner, messages)
         self._expire_inflight()
         room = self.settings.max_inflight - len(self._inflight)
         if room <= 0:
@@ -330,15 +345,19 @@ class MqttSink(Sink):
     # --- Home Assistant entities that are no longer configured ------------------------------
 
     def _announce(self, owner: str, discovery: Sequence[Sequence[Any]]) -> None:
-        if not self._configured(owner):
+        if not self._is_configured(owner):
             return  # a row queued under an earlier config: its entities are gone
+        if discovery and not self._within_device_limit(owner):
+            return
         for topic, payload in discovery:
             self._discovery_cache[topic] = payload
             if topic not in self._announced:
                 self._publish_discovery(topic, payload)
         topics = frozenset(str(topic) for topic, _ in discovery)
-        if self._owned.get(owner) != topics:
+        if self._owned.get(owner, frozenset()) != topics:
             self._set_owned(owner, topics)
+            if not topics:
+                self._clear_state_of(owner)  # e.g. a device no longer in [devices]
 
     def _set_owned(self, owner: str, topics: frozenset[str]) -> None:
         """Make *topics* all that *owner* announces; remove what nobody announces any more."""
@@ -358,7 +377,21 @@ class MqttSink(Sink):
         except StoreError as exc:  # bookkeeping only: never hold up delivery for it
             log.warning("mqtt: cannot record discovery topics: %s", exc)
 
-    def _configured(self, owner: str) -> bool:
+    def _within_device_limit(self, owner: str) -> bool:
+        limit = self.settings.max_devices
+        device = _device_of(owner)
+        if limit is None or device is None or owner in self._owned:
+            return True
+        devices = {d for d in map(_device_of, self._owned) if d is not None}
+        if device in devices or len(devices) < limit:
+            return True
+        if device not in self._over_limit:
+            self._over_limit.add(device)
+            log.warning("mqtt: device %s gets no Home Assistant entities: [mqtt] max_devices = "
+                        "%d devices have them already", device, limit)
+        return False
+
+    def _is_configured(self, owner: str) -> bool:
         kind, _, rest = owner.partition(":")
         if kind == "modem":
             return self._known_modems is None or rest in self._known_modems
@@ -367,8 +400,31 @@ class MqttSink(Sink):
 
     def _remove_unconfigured(self) -> None:
         for owner in sorted(self._owned):
-            if not self._configured(owner):
+            if not self._is_configured(owner):
                 self._set_owned(owner, frozenset())
+                self._clear_state_of(owner)
+
+    def _clear_state_of(self, owner: str) -> None:
+        """Remove the retained state of a device or modem no longer configured (an empty
+        retained payload), unless another owner still announces that device."""
+        kind, _, name = owner.partition(":")
+        if kind == "modem":
+            topic = self.topics.modem_state(name)
+        else:
+            device = _device_of(owner)
+            if device is None or any(_device_of(o) == device for o in self._owned):
+                return
+            topic = self.topics.device_state(device)
+        log.info("mqtt: clearing retained state %s (no longer configured)", topic)
+        self._publish(topic, "", qos=1, retain=True)
+
+
+def _device_of(owner: str) -> str | None:
+    """The device of a ``rule:<rule>/device:<device>`` owner."""
+    if not owner.startswith("rule:"):
+        return None
+    _, found, device = owner.partition("/device:")
+    return device if found and device else None
 
 
 def _expiry(row: OutboxRow) -> int | None:
