@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from modemd.errors import ConfigError
+from modemd.payload.ha_tables import device_class_problems
 from modemd.payload.senders import (
     AllowList,
     SenderPatterns,
@@ -376,6 +377,14 @@ class FieldSpec(_Frozen):
                     problems.append((f"bits.{flag_name}",
                                      f"bit {flag.bit} is also {places[flag.bit]!r}"))
                 places.setdefault(flag.bit, flag_name)
+        if not problems:  # Home Assistant's own tables, once the field itself is sound
+            problems += device_class_problems(
+                binary=self.type == "bool", device_class=self.effective_device_class,
+                unit=self.unit, state_class=self.effective_state_class)
+            for flag_name, flag in (self.bits or {}).items():
+                problems += [(f"bits.{flag_name}.{key}", text) for key, text in
+                             device_class_problems(binary=True, device_class=flag.device_class,
+                                                   unit=None, state_class=None)]
         if self.format is not None:
             if self.format in FLOAT_STRUCT_CODES and self.type != "float":
                 problems.append(("type", f"struct code {self.format!r} needs type float"))
