@@ -172,12 +172,14 @@ class Daemon:
             mq = cfg.mqtt
 
             fixed = {rule.device for rule in cfg.parser if rule.device is not None}
+            trackers = {rule.name: rule.device_tracker for rule in cfg.parser}
 
             def discovery(reading: Any) -> list[tuple[str, dict[str, Any]]]:
                 if mq.ha_only_configured and reading.device not in cfg.devices and \
                         reading.device not in fixed:
                     return []  # no entities for a device the config does not name
-                return discovery_messages(reading, gateway_id=cfg.gateway.id,
+                rule = trackers.get(reading.rule)
+                return discovery_messages(reading, gateway_id=cfg.gateway.id, tracker=rule,
                                           base_topic=mq.base_topic,
                                           discovery_prefix=mq.discovery_prefix)
 

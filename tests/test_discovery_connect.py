@@ -180,3 +180,26 @@ def test_max_devices_bounds_the_entities_a_flood_of_senders_can_create(
 
 class SimulatedModemStub:
     port = "/dev/null"
+
+
+def test_a_tracker_rule_puts_the_device_on_the_map(
+    tmp_path: Path, sim: SimulatedModem, broker: Mosquitto
+) -> None:
+    rules = (REPO / "config" / "devices-tracker.toml").read_text(encoding="utf-8")
+    recorder = Recorder(broker.port, ["modemd/#", "homeassistant/#"])
+    daemon = Daemon(load(config(tmp_path, sim, broker, extra=rules)))
+    daemon.start()
+    try:
+        sim.deliver(encode_deliver(sender="+4917000000007", text="TRK7,52.5200,13.4050,34.2,87,1",
+                                   scts=datetime(2026, 11, 25, tzinfo=UTC)))
+        (found,) = recorder.wait_count("homeassistant/device_tracker/gw1_TRK7/location/config", 1)
+        tracker = found.json()
+        assert tracker["source_type"] == "gps"
+        assert retained(broker.port, "homeassistant/device_tracker/+/+/config")
+        assert tracker["json_attributes_topic"] == "modemd/gw1/device/TRK7/state"
+        assert tracker["device"]["name"] == "Delivery van 7"
+        (state,) = recorder.wait_count("modemd/gw1/device/TRK7/state", 1)
+        assert (state.json()["latitude"], state.json()["longitude"]) == (52.52, 13.405)
+    finally:
+        daemon.stop()
+        recorder.close()

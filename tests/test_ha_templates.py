@@ -24,6 +24,7 @@ from typing import Any
 import jinja2
 import pytest
 
+from modemd.errors import ConfigError
 from modemd.payload.config import load_payload_config
 from modemd.payload.discovery import discovery_messages, modem_discovery_messages
 from modemd.payload.engine import PayloadEngine
@@ -179,3 +180,68 @@ def test_modem_templates_render_an_offline_state_as_unknown() -> None:
             assert (state, later) == (True, False)
         if key == "last_error":
             assert (state, later) == ("none", "port vanished")
+
+
+TRACKER_RULES = """
+[[parser]]
+name = "gps"
+format = "csv"
+columns = ["id", "lat", "lon", "acc", "bat"]
+device_field = "id"
+device_tracker = { latitude = "lat", longitude = "lon", gps_accuracy = "acc", name = "Van" }
+[parser.fields]
+lat = { name = "lat", type = "float", min = -90, max = 90 }
+lon = { name = "lon", type = "float", min = -180, max = 180 }
+acc = { name = "acc", type = "int", unit = "m", required = false }
+bat = { name = "battery", type = "int", unit = "%", device_class = "battery" }
+"""
+
+
+def tracker_config() -> dict[str, Any]:
+    config = load_payload_config(tomllib.loads(TRACKER_RULES))
+    (topic, payload), = [(t, p) for t, p in discovery_messages(config.parser[0], "TRK7",
+                                                               gateway_id="gw")
+                         if t.split("/")[1] == "device_tracker"]
+    assert topic == "homeassistant/device_tracker/gw_TRK7/location/config"
+    return payload
+
+
+def tracker_reading(text: str) -> dict[str, Any]:
+    config = load_payload_config(tomllib.loads(TRACKER_RULES))
+    engine = PayloadEngine(config.parser, config.devices)
+    reading = engine.parse(InboundMessage(msg_id="m", modem="m1", sender="+491", text=text,
+                                          sent_at=datetime(2026, 11, 25, tzinfo=UTC)))
+    return reading.state_document()
+
+
+def test_a_tracker_gets_its_position_and_the_state_document_as_attributes() -> None:
+    config = tracker_config()
+    assert config["source_type"] == "gps"
+    assert config["json_attributes_topic"] == "modemd/gw/device/TRK7/state"
+    assert config["name"] == "Van"
+    attributes = json.loads(render(config["json_attributes_template"],
+                                   json.dumps(tracker_reading("TRK7,52.52,13.405,12,87"))))
+    assert attributes["latitude"] == 52.52 and attributes["longitude"] == 13.405
+    assert attributes["gps_accuracy"] == 12
+    assert attributes["battery"] == 87 and attributes["device"] == "TRK7"
+
+
+def test_a_tracker_without_accuracy_still_has_its_position() -> None:
+    config = tracker_config()
+    attributes = json.loads(render(config["json_attributes_template"],
+                                   json.dumps(tracker_reading("TRK7,52.52,13.405,,87"))))
+    assert (attributes["latitude"], attributes["longitude"]) == (52.52, 13.405)
+    assert "gps_accuracy" not in attributes
+    assert render(config["json_attributes_template"], "") == ""  # cleared state: nothing
+
+
+def test_a_tracker_needs_numeric_required_position_fields() -> None:
+    bad = TRACKER_RULES.replace('lat = { name = "lat", type = "float",',
+                                'lat = { name = "lat", type = "float", required = false,')
+    with pytest.raises(ConfigError) as caught:
+        load_payload_config(tomllib.loads(bad))
+    assert any("device_tracker.latitude" in path for path, _ in caught.value.problems)
+    missing = TRACKER_RULES.replace('gps_accuracy = "acc"', 'gps_accuracy = "accuracy"')
+    with pytest.raises(ConfigError) as caught:
+        load_payload_config(tomllib.loads(missing))
+    assert any("no field 'accuracy'" in text for _, text in caught.value.problems)

@@ -64,6 +64,7 @@ __all__ = [
     "ParserRule",
     "PayloadConfig",
     "SenderPatterns",
+    "TrackerSpec",
     "device_id_problem",
     "load_payload_config",
     "normalise_country_code",
@@ -412,6 +413,17 @@ class MatchSpec(_Frozen):
     modem: str | None = None
 
 
+class TrackerSpec(_Frozen):
+    """``device_tracker = { ... }``: the rule's position fields, for a Home Assistant
+    device_tracker on the map (``device_tracker = {}`` takes the default field names)."""
+
+    latitude: FieldName = "latitude"
+    longitude: FieldName = "longitude"
+    #: the field holding the accuracy radius in metres, if the device sends one
+    gps_accuracy: FieldName | None = None
+    name: Label | None = None
+
+
 class DeviceSpec(_Frozen):
     """``[devices.<id>]``: a known device, its sender numbers and descriptive metadata."""
 
@@ -451,6 +463,8 @@ class ParserRule(_Frozen):
     byte_order: Literal["<", ">"] = ">"
     encoding_in: Literal["raw", "hex", "base64"] = "raw"
     offset: int = Field(default=0, ge=0, le=4096)
+    #: Home Assistant: a device_tracker from the rule's latitude/longitude fields
+    device_tracker: TrackerSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -510,6 +524,7 @@ class ParserRule(_Frozen):
         problems: list[tuple[str, str]] = []
         self._check_fields(problems)
         self._check_device_source(problems)
+        self._check_tracker(problems)
         for fmt, options in _FORMAT_OPTIONS.items():
             if fmt == self.format:
                 continue
@@ -551,6 +566,25 @@ class ParserRule(_Frozen):
             problems.append(
                 ("device_field", f"give exactly one of device_field, device_from, device ({what})")
             )
+
+    def _check_tracker(self, problems: list[tuple[str, str]]) -> None:
+        tracker = self.device_tracker
+        if tracker is None:
+            return
+        specs = {spec.name: spec for spec in self.output_specs}
+        for key in ("latitude", "longitude", "gps_accuracy"):
+            name = getattr(tracker, key)
+            if name is None:
+                continue
+            spec = specs.get(name)
+            if spec is None:
+                problems.append((f"device_tracker.{key}", f"the rule has no field {name!r}"))
+            elif not spec.is_numeric:
+                problems.append((f"device_tracker.{key}",
+                                 f"field {name!r} is {spec.type}, not a number"))
+            elif key != "gps_accuracy" and not spec.required:
+                problems.append((f"device_tracker.{key}", f"field {name!r} must be required: "
+                                 "a position without it is no position"))
 
     def _check_kv(self, problems: list[tuple[str, str]]) -> None:
         if not self.pair_separator:

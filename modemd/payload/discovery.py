@@ -32,6 +32,7 @@ from modemd.payload.config import (
     FieldSpec,
     FieldType,
     ParserRule,
+    TrackerSpec,
     device_id_problem,
 )
 from modemd.payload.model import Reading
@@ -50,6 +51,7 @@ __all__ = [
     "modem_discovery_messages",
     "owner_key",
     "topic_id",
+    "tracker_attributes_template",
     "value_template",
 ]
 
@@ -304,8 +306,10 @@ def discovery_messages(
     discovery_prefix: str = "homeassistant",
     json_attributes: bool = False,
     legacy_object_id: bool = True,
+    tracker: TrackerSpec | None = None,
 ) -> list[DiscoveryMessage]:
-    """One discovery config per field of a device.
+    """One discovery config per field of a device, and its device_tracker when the rule has
+    one (*tracker*; taken from a :class:`ParserRule` source itself).
 
     *source* is a :class:`Reading` (device, metadata, fields and ``expire_after`` come from it;
     every field of its rule is announced, not only those present) or a :class:`ParserRule` with
@@ -324,12 +328,13 @@ def discovery_messages(
         meta = device_meta
         specs = list(source.output_specs)
         expire_after = source.expire_after
+        tracker = tracker or source.device_tracker
     _check_id(gateway_id, "gateway id")
     _check_id(device, "device id")
     state_topic = f"{base_topic}/{gateway_id}/device/{device}/state"
     availability = _availability(base_topic, gateway_id)
     block = _device_block(gateway_id, device, meta)
-    return [
+    messages = [
         _field_entity(
             spec,
             gateway_id=gateway_id,
@@ -344,6 +349,51 @@ def discovery_messages(
         )
         for spec in specs
     ]
+    if tracker is not None:
+        messages.append(_tracker_entity(
+            tracker, gateway_id=gateway_id, device=device, device_block=block,
+            state_topic=state_topic, availability=availability,
+            legacy_object_id=legacy_object_id, discovery_prefix=discovery_prefix))
+    return messages
+
+
+def tracker_attributes_template(tracker: TrackerSpec) -> str:
+    """The state document as attributes, with ``latitude``/``longitude``/``gps_accuracy``
+    (the keys Home Assistant places a tracker by) taken from the rule's position fields;
+    nothing at all when the document holds no position."""
+    lat, lon, acc = tracker.latitude, tracker.longitude, tracker.gps_accuracy
+    position = f"latitude=value_json['{lat}'], longitude=value_json['{lon}']"
+    document = f"dict(value_json, {position})"
+    if acc is not None:
+        document = (f"(dict(value_json, {position}, gps_accuracy=value_json['{acc}']) "
+                    f"if '{acc}' in value_json else {document})")
+    return (f"{{% if value_json is mapping and '{lat}' in value_json and '{lon}' in value_json "
+            f"%}}{{{{ {document} | tojson }}}}{{% endif %}}")
+
+
+def _tracker_entity(
+    tracker: TrackerSpec,
+    *,
+    gateway_id: str,
+    device: str,
+    device_block: dict[str, Any],
+    state_topic: str,
+    availability: list[dict[str, str]],
+    legacy_object_id: bool,
+    discovery_prefix: str,
+) -> DiscoveryMessage:
+    payload: dict[str, Any] = {"name": tracker.name or "Location"}
+    # '#' is in no device id or field name: this id cannot be a field's
+    _ids(payload, "device_tracker", f"modemd/{gateway_id}/{device}#device_tracker",
+         _slug(f"{gateway_id}_{device}_location"), legacy_object_id)
+    payload["json_attributes_topic"] = state_topic
+    payload["json_attributes_template"] = tracker_attributes_template(tracker)
+    payload["source_type"] = "gps"
+    payload["availability"] = availability
+    payload["device"] = device_block
+    payload["origin"] = _origin()
+    node = topic_id(f"{gateway_id}_{device}")
+    return f"{discovery_prefix}/device_tracker/{node}/location/config", payload
 
 
 def modem_discovery_messages(
