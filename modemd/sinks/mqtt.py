@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -26,6 +27,7 @@ from paho.mqtt.properties import Properties
 
 from modemd.errors import StoreError
 from modemd.sinks.base import Sink
+from modemd.sinks.status import ConnectionStatus, write_status
 from modemd.store import Store
 from modemd.store.outbox import OutboxRow
 
@@ -130,6 +132,11 @@ class MqttSink(Sink):
         self._seen_connection = 0
         self._mqtt5 = settings.protocol != "3.1.1"
         self._downgrade = threading.Event()  # the broker refused MQTT 5: use 3.1.1
+        self._diagnose = threading.Event()  # a connection attempt failed: find out why
+        self._status_lock = threading.Lock()
+        self.status = ConnectionStatus.now("connecting", f"to {settings.host}:{settings.port}")
+        self._state_dir = store.path.parent
+        write_status(self._state_dir, self.name, self.status)
         self._client = self._make_client()
 
     # --- paho client -------------------------------------------------------------------------
@@ -154,6 +161,7 @@ class MqttSink(Sink):
         client.max_queued_messages_set(s.max_inflight * 4)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -187,10 +195,13 @@ class MqttSink(Sink):
             self.wake()
             return
         if reason_code.is_failure:
-            log.warning("mqtt: broker %s:%d refused the connection: %s",
-                        self.settings.host, self.settings.port, reason_code)
+            text = str(reason_code)
+            auth = text in ("Not authorized", "Bad user name or password")
+            self._set_status("auth_failed" if auth else "refused",
+                             f"{self._where()} refused the connection: {text}"
+                             + (" (check [mqtt] username and password_file)" if auth else ""))
             return
-        log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
+        self._set_status("connected", f"connected to {self._where()}")
         # "online" goes out from the sink thread (run_once), where every publication is
         # recorded with its packet id; never publish from paho's callbacks.
         if self.settings.homeassistant:
@@ -200,11 +211,74 @@ class MqttSink(Sink):
         self.connected.set()
         self.wake()
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._diagnose.set()  # paho does not say why: the sink thread probes the broker
+        self.wake()
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         if self.connected.is_set() and not self._closing:
             log.warning("mqtt: disconnected (%s); rows wait in the outbox", reason_code)
+            self._set_status("connecting", f"disconnected from {self._where()}: {reason_code}")
+        elif not self._closing and not self._downgrade.is_set() and \
+                self.status.state in ("connecting", "connected"):
+            # TCP (and TLS) went through, but no CONNACK came within the keepalive
+            self._set_status("no_answer", f"{self._where()} accepted the connection but never "
+                             f"answered CONNECT within {self.settings.keepalive} s "
+                             f"({reason_code}): is it an MQTT broker, and the right port?")
         self.connected.clear()
+
+    def _where(self) -> str:
+        return f"broker {self.settings.host}:{self.settings.port}"
+
+    def _set_status(self, state: str, reason: str) -> None:
+        """Record the connection state; log each change once (not every retry)."""
+        with self._status_lock:
+            changed = (state, reason) != (self.status.state, self.status.reason)
+            if not changed:
+                return
+            self.status = ConnectionStatus.now(state, reason)
+            write_status(self._state_dir, self.name, self.status)
+        if state == "connected":
+            log.info("mqtt: %s", reason)
+        else:
+            log.warning("mqtt: %s; rows wait in the outbox, retrying", reason)
+
+    def _probe(self) -> None:
+        """Why the broker cannot be reached: refused, name, timeout or TLS, in plain words."""
+        self._diagnose.clear()
+        s = self.settings
+        try:
+            sock = socket.create_connection((s.host, s.port), timeout=5.0)
+        except socket.gaierror as exc:
+            self._set_status("unreachable", f"{self._where()}: the host name does not resolve "
+                             f"({exc.strerror})")
+            return
+        except ConnectionRefusedError:
+            self._set_status("unreachable", f"{self._where()}: connection refused (nothing "
+                             "listens on that port)")
+            return
+        except TimeoutError:
+            self._set_status("unreachable", f"{self._where()}: no answer within 5 s "
+                             "(firewall, wrong address?)")
+            return
+        except OSError as exc:
+            self._set_status("unreachable", f"{self._where()}: {exc.strerror or exc}")
+            return
+        with sock:
+            if not (s.tls_ca or s.tls_cert):
+                return  # TCP works now: paho's next attempt will tell
+            context = ssl.create_default_context(cafile=s.tls_ca)
+            if s.tls_insecure:
+                context.check_hostname = False
+            if s.tls_cert:
+                context.load_cert_chain(s.tls_cert, s.tls_key)
+            try:
+                with context.wrap_socket(sock, server_hostname=s.host):
+                    pass
+            except (ssl.SSLError, OSError) as exc:
+                self._set_status("tls_error", f"TLS with {self._where()} failed: "
+                                 f"{getattr(exc, 'reason', None) or exc}")
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
@@ -244,6 +318,8 @@ class MqttSink(Sink):
     def run_once(self) -> bool:
         if self._downgrade.is_set():
             self._reconnect_with_mqtt311()
+        if self._diagnose.is_set() and not self.connected.is_set():
+            self._probe()
         self._settle_acks()
         if not self.connected.is_set():
             return False
