@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 INFLIGHT_RESEND_AFTER = 120.0  # seconds without PUBACK before a row is offered again
 
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
 #: known owners -> (owner, discovery configs) to announce at every connection
 Configured = Callable[[Collection[str]], Sequence[tuple[str, Sequence[Sequence[Any]]]]]
 
@@ -137,6 +138,10 @@ class MqttSink(Sink):
         self.status = ConnectionStatus.now("connecting", f"to {settings.host}:{settings.port}")
         self._state_dir = store.path.parent
         write_status(self._state_dir, self.name, self.status)
+        # topic filter -> handler of incoming messages, subscribed at every connection
+        self._handlers: dict[str, MessageHandler] = {}
+        if settings.homeassistant:
+            self.subscribe(f"{settings.discovery_prefix}/status", self._on_homeassistant_status)
         self._client = self._make_client()
 
     # --- paho client -------------------------------------------------------------------------
@@ -204,8 +209,8 @@ class MqttSink(Sink):
         self._set_status("connected", f"connected to {self._where()}")
         # "online" goes out from the sink thread (run_once), where every publication is
         # recorded with its packet id; never publish from paho's callbacks.
-        if self.settings.homeassistant:
-            client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
+        for topic in self._handlers:
+            client.subscribe(topic, qos=1)
         self._connection_epoch += 1
         self._connections += 1
         self.connected.set()
@@ -306,9 +311,22 @@ class MqttSink(Sink):
                 self._mid_owner.pop(info.mid, None)
         return info
 
+    def subscribe(self, topic: str, handler: MessageHandler) -> None:
+        """Call *handler* (on paho's network thread: hand work over, never block) for each
+        message on *topic* (an exact topic or a filter with ``+``/``#``); subscribed at every
+        connection. Register before :meth:`start`."""
+        self._handlers[topic] = handler
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == f"{self.settings.discovery_prefix}/status" and \
-                message.payload.strip() == b"online":
+        for topic, handler in self._handlers.items():
+            if mqtt.topic_matches_sub(topic, message.topic):
+                try:
+                    handler(message)
+                except Exception:  # one bad message must not stop paho's network thread
+                    log.exception("mqtt: handler for %s failed", topic)
+
+    def _on_homeassistant_status(self, message: mqtt.MQTTMessage) -> None:
+        if message.payload.strip() == b"online":
             log.info("mqtt: Home Assistant restarted; discovery will be sent again")
             self._connection_epoch += 1
             self.wake()
