@@ -80,6 +80,24 @@ def test_retained_device_state_expires_with_expire_after_over_mqtt5(
         sink.stop()
 
 
+def test_over_mqtt311_modemd_clears_an_expired_retained_state_itself(
+    store: Store, broker: Mosquitto
+) -> None:
+    sink = MqttSink(store, MqttSettings(host="127.0.0.1", port=broker.port, gateway_id="gw",
+                                        protocol="3.1.1"))
+    sink.start()
+    try:
+        put_reading(store, "DEAD", expire_after=1)
+        put_reading(store, "FOREVER", expire_after=None)
+        sink.wake()
+        wait_until(lambda: pending(store) == 0, 10, "both rows acknowledged")
+        assert retained_states(broker.port) == {"DEAD", "FOREVER"}
+        time.sleep(2.5)  # expiry, plus the sink's idle pass
+        assert retained_states(broker.port) == {"FOREVER"}
+    finally:
+        sink.stop()
+
+
 class Mqtt311Front:
     """A TCP front for mosquitto that answers an MQTT 5 CONNECT as a 3.1.1 broker does."""
 

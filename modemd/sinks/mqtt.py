@@ -116,6 +116,7 @@ class MqttSink(Sink):
         self._mid_owner: dict[int, int | None] = {}
         self._publish_lock = threading.Lock()
         self._inflight: dict[int, float] = {}  # seq -> when published
+        self._expiring: dict[str, float] = {}  # MQTT 3.1.1: retained state -> when it expires
         self._announced: set[str] = set()  # discovery topics sent on this connection
         self._discovery_cache: dict[str, dict[str, Any]] = dict(discovery)
         self._known_rules = frozenset(known_rules) if known_rules is not None else None
@@ -356,6 +357,7 @@ class MqttSink(Sink):
                 for owner, messages in self._configured(list(self._owned)):
                     self._announce(owner, messages)
         self._expire_inflight()
+        self._clear_expired_states()
         room = self.settings.max_inflight - len(self._inflight)
         if room <= 0:
             return False
@@ -391,6 +393,13 @@ class MqttSink(Sink):
         if acked:
             self.store.outbox.ack(self.name, acked)
 
+    def _clear_expired_states(self) -> None:
+        now = time.monotonic()
+        for topic, deadline in list(self._expiring.items()):
+            if deadline <= now:
+                del self._expiring[topic]
+                self._publish(topic, "", qos=1, retain=True)
+
     def _expire_inflight(self) -> None:
         cutoff = time.monotonic() - INFLIGHT_RESEND_AFTER
         for seq, when in list(self._inflight.items()):
@@ -404,8 +413,17 @@ class MqttSink(Sink):
             self.store.outbox.poison(self.name, [row.seq], reason=f"cannot render: {exc!r}")
             return
         self._inflight[row.seq] = time.monotonic()
+        expiry = _expiry(row)
         info = self._publish(topic, payload, qos=self.settings.qos, retain=retain, seq=row.seq,
-                             expiry=_expiry(row))
+                             expiry=expiry)
+        if retain and not self._mqtt5:
+            # MQTT 3.1.1 has no message expiry: clear the retained state ourselves when it
+            # expires (while this process runs), so a Home Assistant starting later does not
+            # take a dead device for alive
+            if expiry is None:
+                self._expiring.pop(topic, None)
+            else:
+                self._expiring[topic] = time.monotonic() + expiry
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self._inflight.pop(row.seq, None)
             log.warning("mqtt: publish to %s failed: %s", topic, mqtt.error_string(info.rc))
