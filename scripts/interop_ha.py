@@ -43,6 +43,17 @@ from tests.mosquitto import Mosquitto, free_port  # noqa: E402
 GW = "interop"
 RULES = (REPO / "config" / "devices-pump.toml").read_text(encoding="utf-8") + (
     REPO / "config" / "devices-tracker.toml").read_text(encoding="utf-8")
+BEACON_RULE = """
+[[parser]]
+name = "beacon"
+match = { text = "^V=" }
+format = "kv"
+device = "BEACON"
+expire_after = 15
+[parser.fields]
+V = { name = "voltage", type = "float", unit = "V", device_class = "voltage" }
+"""
+RULES += BEACON_RULE
 RESULTS: list[tuple[bool, str]] = []
 
 
@@ -76,8 +87,8 @@ class HomeAssistant:
             "api:\nauth:\nonboarding:\nconfig:\n"
             "logger:\n  default: warning\n")
         self.log = self.config_dir / "home-assistant.log"
-        self.proc = subprocess.Popen([hass, "-c", str(self.config_dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.hass = hass
+        self.proc = self._spawn()
         self.token = ""
         self.version = ""
 
@@ -126,6 +137,15 @@ class HomeAssistant:
             return self.log.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([self.hass, "-c", str(self.config_dir)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.proc = self._spawn()
+        wait(lambda: self.request("GET", "/api/config"), 600, 2.0)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -207,6 +227,19 @@ def main() -> int:
                        s["attributes"].get("latitude") and s, 60)
         check(bool(tracker) and tracker["attributes"].get("longitude") == 13.405,
               "device_tracker TRK7 has latitude/longitude")
+
+        # 2b. a dead device stays dead when Home Assistant restarts (MQTT 5 message expiry)
+        sim.deliver(encode_deliver(sender="+4915100000099", scts=scts, text="V=3.3"))
+        beacon = wait(lambda: entity(ha.states(), "beacon_voltage")["state"] == "3.3", 60)
+        check(bool(beacon), "BEACON voltage 3.3 V (expire_after 15 s)")
+        ha.stop()
+        time.sleep(20)  # the beacon's expire_after passes while Home Assistant is down
+        ha.restart()
+        time.sleep(15)  # MQTT reconnects, birth message, discovery again
+        after = entity(ha.states(), "beacon_voltage")
+        check(bool(after) and after["state"] in ("unavailable", "unknown"),
+              f"after a Home Assistant restart the expired BEACON is not alive: "
+              f"{after and after['state']}")
 
         # 3. modem health
         online = wait(lambda: (s := entity(ha.states(), "modem_m1_online")) and
