@@ -136,25 +136,28 @@ def test_a_server_that_never_answers_connect_is_no_answer_and_shown_by_the_cli(
     tmp_path: Path, store: Store
 ) -> None:
     silent = SilentServer()
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=store.path.parent,
+                       modems=[{"name": "m1", "port": "/dev/ttyUSB2"}],
+                       mqtt={"host": "127.0.0.1", "port": silent.port})
     try:
         sink = run_sink(store, host="127.0.0.1", port=silent.port, keepalive=2)
         try:
             status = wait_for_state(store, "no_answer", timeout=15)
+            assert "never answered CONNECT" in status["reason"]
+            # what a person sees meanwhile
+            result = CliRunner().invoke(app, ["outbox", "-c", str(cfg)])
+            assert result.exit_code == 0, result.output
+            assert "no_answer since" in result.output
+            assert "never answered CONNECT" in result.output
+            result = CliRunner().invoke(app, ["outbox", "-c", str(cfg), "--json"])
+            (mqtt,) = [s for s in json.loads(result.output) if s["sink"] == "mqtt"]
+            assert mqtt["connection"]["state"] == "no_answer"
         finally:
             sink.stop()
     finally:
         silent.close()
-    assert "never answered CONNECT" in status["reason"]
-
-    cfg = write_config(tmp_path / "modemd.toml", state_dir=store.path.parent,
-                       modems=[{"name": "m1", "port": "/dev/ttyUSB2"}],
-                       mqtt={"host": "127.0.0.1", "port": silent.port})
     result = CliRunner().invoke(app, ["outbox", "-c", str(cfg)])
-    assert result.exit_code == 0, result.output
-    assert "no_answer since" in result.output and "never answered CONNECT" in result.output
-    result = CliRunner().invoke(app, ["outbox", "-c", str(cfg), "--json"])
-    (mqtt,) = [s for s in json.loads(result.output) if s["sink"] == "mqtt"]
-    assert mqtt["connection"]["state"] == "no_answer"
+    assert "stopped since" in result.output  # and after a clean stop
 
 
 def test_a_good_broker_is_connected(store: Store, broker: Mosquitto) -> None:

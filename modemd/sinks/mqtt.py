@@ -189,6 +189,9 @@ class MqttSink(Sink):
                 log.debug("mqtt: offline status not confirmed: %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
+        with self._status_lock:  # what `modemd outbox` shows while the daemon is down
+            self.status = ConnectionStatus.now("stopped", "modemd is not running")
+            write_status(self._state_dir, self.name, self.status)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
@@ -274,12 +277,12 @@ class MqttSink(Sink):
         with sock:
             if not (s.tls_ca or s.tls_cert):
                 return  # TCP works now: paho's next attempt will tell
-            context = ssl.create_default_context(cafile=s.tls_ca)
-            if s.tls_insecure:
-                context.check_hostname = False
-            if s.tls_cert:
-                context.load_cert_chain(s.tls_cert, s.tls_key)
             try:
+                context = ssl.create_default_context(cafile=s.tls_ca)
+                if s.tls_insecure:
+                    context.check_hostname = False
+                if s.tls_cert:
+                    context.load_cert_chain(s.tls_cert, s.tls_key)
                 with context.wrap_socket(sock, server_hostname=s.host):
                     pass
             except (ssl.SSLError, OSError) as exc:
