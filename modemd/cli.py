@@ -303,8 +303,12 @@ def outbox(
     sinks = [s for s in ("mqtt", "influx") if (
         (s == "mqtt" and cfg.mqtt is not None) or (s == "influx" and cfg.influx is not None))]
     stats = [st for st in store.outbox.stats(sinks) if sink is None or st.sink == sink]
+    from modemd.sinks.status import read_status
+
+    state_dir = cfg.gateway.state_dir
     if as_json:
-        _print_json([dataclasses.asdict(st) | {"parked": store.outbox.poisoned(st.sink)}
+        _print_json([dataclasses.asdict(st) | {"parked": store.outbox.poisoned(st.sink),
+                                               "connection": read_status(state_dir, st.sink)}
                      for st in stats])
         return
     typer.echo(f"{'sink':<8} {'pending':>8} {'parked':>7} {'oldest':>9} {'dropped':>8} "
@@ -315,6 +319,10 @@ def outbox(
                    f"{st.delivered:>10}")
         for seq, kind, error in store.outbox.poisoned(st.sink, limit=5):
             typer.echo(f"    parked #{seq} {kind}: {terminal_safe(str(error))}")
+        connection = read_status(state_dir, st.sink)
+        if connection is not None:  # written by the running daemon's sink
+            typer.echo(f"    {connection.get('state')} since {connection.get('since')}: "
+                       f"{connection.get('reason')}")
     store.close()
 
 

@@ -210,9 +210,12 @@ class MQTTConfig(_Model):
     client_id: str | None = None
     keepalive: int = Field(default=30, ge=5, le=3600)
     max_inflight: int = Field(default=32, ge=1, le=1000)
-    # MQTT 5 carries response topics and correlation data (verification, sending);
-    # "3.1.1" for a broker that speaks nothing newer.
-    protocol: Literal["5", "3.1.1"] = "5"
+    #: "auto" (MQTT 5, or 3.1.1 when the broker refuses 5), "5" or "3.1.1"
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    #: Home Assistant entities only for devices in [devices] (or a rule's fixed device)
+    ha_only_configured: bool = False
+    #: at most this many devices get Home Assistant entities
+    ha_max_devices: int | None = Field(default=None, ge=1, le=100_000)
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod
@@ -239,6 +242,8 @@ class InfluxConfig(_Model):
     ca: Path | None = None
     timeout: Duration = 10.0
     batch_size: int = Field(default=500, ge=1, le=50_000)
+    #: tag readings with the modem they arrived on (off: one series per device, wherever from)
+    modem_tag: bool = True
 
     @field_validator("url")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,15 @@ from modemd.send.service import SendService
 from modemd.send.wiring import build_send_service, send_announcements
 from modemd.send.wiring import mqtt_routes as send_mqtt_routes
 from modemd.sinks.base import Sink
-from modemd.sinks.mqtt import MqttSettings, MqttSink, Renderer, Request, RequestRoute, Topics
+from modemd.sinks.mqtt import (
+    Configured,
+    MqttSettings,
+    MqttSink,
+    Renderer,
+    Request,
+    RequestRoute,
+    Topics,
+)
 from modemd.sources.smpp.bind import SmppBind, bind_from_config
 from modemd.store import STORE_FILENAME, Store
 from modemd.store.committer import GroupCommitter
@@ -79,7 +87,7 @@ def mqtt_settings(config: Config) -> MqttSettings | None:
         tls=m.tls is not None,
         keepalive=m.keepalive, max_inflight=m.max_inflight,
         homeassistant=m.homeassistant, discovery_prefix=m.discovery_prefix,
-        protocol=m.protocol,
+        protocol=m.protocol, max_devices=m.ha_max_devices,
     )
 
 
@@ -106,6 +114,23 @@ def build_verifier(config: Config, store: Store) -> Verifier | None:
         scts_tolerance=v.scts_tolerance, keep_ended=v.keep_ended,
         default_country_code=config.gateway.default_country_code)
     return Verifier(store, settings)
+
+
+def configured_announcer(config: Config) -> Configured | None:
+    """Every configured device's discovery, for the MQTT sink to announce at each connect."""
+    mq = config.mqtt
+    if mq is None or not mq.homeassistant:
+        return None
+    from modemd.payload.discovery import configured_discovery
+
+    def announce(known: Collection[str]) -> list[tuple[str, list[Any]]]:
+        return [(owner, list(messages)) for owner, messages in configured_discovery(
+            config.parser, config.devices, known, gateway_id=config.gateway.id,
+            base_topic=mq.base_topic, discovery_prefix=mq.discovery_prefix,
+            default_country_code=config.gateway.default_country_code,
+            only_configured=mq.ha_only_configured)]
+
+    return announce
 
 
 def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = None,
@@ -137,7 +162,8 @@ def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = Non
         sinks.append(MqttSink(store, settings, discovery=announce,
                               known_rules=[rule.name for rule in config.parser],
                               known_modems=[modem.name for modem in config.modem],
-                              requests=requests, renderers=renderers))
+                              requests=requests, renderers=renderers,
+                              configured=configured_announcer(config)))
     influx = config.influx
     if influx is not None and influx.enabled:
         from modemd.sinks.influx import InfluxSink  # heavy import, only when configured
@@ -148,6 +174,7 @@ def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = Non
             token=token.get_secret_value() if token else None, gateway_id=config.gateway.id,
             verify_ssl=influx.verify_ssl, ssl_ca_cert=str(influx.ca) if influx.ca else None,
             timeout_s=influx.timeout, batch_size=influx.batch_size,
+            modem_tag=influx.modem_tag,
         ))
     return sinks
 
@@ -202,8 +229,15 @@ class Daemon:
 
             mq = cfg.mqtt
 
+            fixed = {rule.device for rule in cfg.parser if rule.device is not None}
+            trackers = {rule.name: rule.device_tracker for rule in cfg.parser}
+
             def discovery(reading: Any) -> list[tuple[str, dict[str, Any]]]:
-                return discovery_messages(reading, gateway_id=cfg.gateway.id,
+                if mq.ha_only_configured and reading.device not in cfg.devices and \
+                        reading.device not in fixed:
+                    return []  # no entities for a device the config does not name
+                rule = trackers.get(reading.rule)
+                return discovery_messages(reading, gateway_id=cfg.gateway.id, tracker=rule,
                                           base_topic=mq.base_topic,
                                           discovery_prefix=mq.discovery_prefix)
 
@@ -285,7 +319,10 @@ class Daemon:
                     [topic, payload] for topic, payload in modem_discovery_messages(
                         gateway_id=cfg.gateway.id, modem_name=state.name,
                         imei=state.identity.imei, base_topic=cfg.mqtt.base_topic,
-                        discovery_prefix=cfg.mqtt.discovery_prefix)
+                        discovery_prefix=cfg.mqtt.discovery_prefix,
+                        model=state.identity.model or None,
+                        manufacturer=state.identity.manufacturer or None,
+                        firmware=state.identity.revision or None)
                 ]
             self.store.outbox.put(sink="mqtt", kind="modem_state", msg_id=None, body=document)
         if "influx" in names and state.online:

@@ -452,11 +452,13 @@ class Pipeline:
             "modem": record.modem,
             "measurement": reading.measurement,
             "fields": dict(reading.fields),
+            "enum_codes": reading.enum_codes(),
             "tags": {},
             "units": dict(reading.units),
             "sent_at": _iso(reading.sent_at),
             "msg_id": msg_id,
             "rule": reading.rule,
+            "expire_after": reading.expire_after,
             "state": reading.state_document(),
         }
         if self.discovery is not None:

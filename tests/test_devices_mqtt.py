@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from modemd.daemon import Daemon
+from modemd.payload.discovery import value_template
 from modemd.simulator import SimulatedModem
 from modemd.sms.encode import encode_deliver
 from modemd.sms.model import InformationElement
@@ -60,8 +61,8 @@ def test_a_status_sms_becomes_device_state_and_discovery(
     configs = {m.topic: m.json() for m in recorder.on("homeassistant/+/+/+/config")}
     battery = configs["homeassistant/sensor/gw1_PUMP01/battery/config"]
     assert battery["state_topic"] == "modemd/gw1/device/PUMP01/state"
-    assert battery["value_template"] == "{{ value_json.battery }}"
-    assert battery["unique_id"] == "modemd_gw1_PUMP01_battery"
+    assert battery["value_template"] == value_template("battery")
+    assert battery["unique_id"] == "modemd/gw1/PUMP01/battery"
     assert battery["device_class"] == "voltage" and battery["unit_of_measurement"] == "V"
     assert battery["state_class"] == "measurement"
     assert battery["expire_after"] == 7200
@@ -188,8 +189,12 @@ def test_entities_no_longer_configured_are_removed_from_home_assistant(
             daemon.stop()
         cleared = {m.topic for m in recorder.on("homeassistant/#") if m.payload == b""}
         old_modem = {f"homeassistant/sensor/gw1_modem_m1/{name}/config"
-                     for name in ("signal", "registration", "storage_used")}
-        assert cleared == meter_topics | {pressure} | old_modem
+                     for name in ("signal", "registration", "last_error", "storage_used")}
+        old_modem.add("homeassistant/binary_sensor/gw1_modem_m1/online/config")
+        # PUMP02 ([devices], matched by the pump rule's senders) is announced at every
+        # connection without a reading, so its pressure entity goes too
+        pump02_pressure = "homeassistant/sensor/gw1_PUMP02/pressure/config"
+        assert cleared == meter_topics | {pressure, pump02_pressure} | old_modem
 
         # What Home Assistant finds when it connects now: the pump without pressure.
         late = Recorder(broker.port, ["homeassistant/#"])

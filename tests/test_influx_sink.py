@@ -7,6 +7,7 @@ gateway/modem/device tags, and timestamps equal to the SMS service-centre time.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import json
 import logging
 import socket
@@ -33,6 +34,16 @@ SINK = "influx"
 def epoch(*utc: int) -> int:
     """Seconds since the epoch of a UTC wall-clock time (independent of the sink's code)."""
     return calendar.timegm((*utc, 0, 0, 0))
+
+
+def offset_ms(msg_id: str) -> int:
+    """The sub-second offset of a message id, in ms: sha256, first 8 bytes, modulo 1000."""
+    return int.from_bytes(hashlib.sha256(msg_id.encode()).digest()[:8], "big") % 1000
+
+
+def stamp(device: str, sent_at: str, *utc: int) -> int:
+    """The timestamp (ms) of ``reading(device, sent_at=sent_at)`` at the UTC second ``utc``."""
+    return epoch(*utc) * 1000 + offset_ms(f"{device}-{sent_at}")
 
 
 def reading(
@@ -139,34 +150,39 @@ def test_readings_arrive_with_values_tags_and_sent_at_timestamps(
     got = by_name(vm.export('{__name__=~"device_status_.*"}'))
     assert set(got) == {"device_status_battery", "device_status_temperature"}
     north = {"gateway": GATEWAY, "modem": "modem1", "device": "PUMP01", "site": "north"}
+    first = stamp("PUMP01", "2026-11-25T10:00:00+01:00", 2026, 11, 25, 9, 0, 0)
+    second = stamp("PUMP01", "2026-11-25T10:05:07+01:00", 2026, 11, 25, 9, 5, 7)
     assert got["device_status_battery"] == [
-        Sample("device_status_battery", north, 3.71, epoch(2026, 11, 25, 9, 0, 0) * 1000),
-        Sample("device_status_battery", north, 3.69, epoch(2026, 11, 25, 9, 5, 7) * 1000),
+        Sample("device_status_battery", north, 3.71, first),
+        Sample("device_status_battery", north, 3.69, second),
         Sample("device_status_battery", {"gateway": GATEWAY, "modem": "modem2",
                                          "device": "PUMP02"},
-               4.1, epoch(2026, 11, 25, 8, 59, 59) * 1000),
+               4.1, stamp("PUMP02", "2026-11-25T08:59:59Z", 2026, 11, 25, 8, 59, 59)),
         Sample("device_status_battery", {"gateway": GATEWAY, "modem": "modem1",
                                          "device": "PUMP03"},
-               2.5, epoch(2026, 11, 25, 4, 30, 0) * 1000),
+               2.5, stamp("PUMP03", "2026-11-24T23:30:00.900-05:00", 2026, 11, 25, 4, 30, 0)),
     ]
     assert [(s.labels["device"], s.value, s.timestamp_ms)
             for s in got["device_status_temperature"]] == [
-        ("PUMP01", 21.5, epoch(2026, 11, 25, 9, 0, 0) * 1000),
-        ("PUMP01", 21.0, epoch(2026, 11, 25, 9, 5, 7) * 1000),
+        ("PUMP01", 21.5, first),
+        ("PUMP01", 21.0, second),
     ]
 
 
-def test_field_types_are_kept_int_float_bool_string(vm: VictoriaMetrics, store: Store) -> None:
+def test_field_types_are_kept_and_text_never_becomes_a_number(
+    vm: VictoriaMetrics, store: Store
+) -> None:
     body = reading(count=7, battery=3.71, whole=3.0, running=True, stopped=False, mode="auto",
-                   note="first line\nsecond line")
+                   note="first line\nsecond line", error="overheat")
+    body["enum_codes"] = {"error": 3}  # an enum label and its code
     line = line_of(build_point("reading", body, gateway_id=GATEWAY)).decode()
     # What the server is told: int stays int (i suffix), a float without fraction stays a
-    # float (no suffix), bools and strings as such; a newline in a string does not split
-    # the line (VictoriaMetrics would silently drop the whole point).
+    # float (no suffix), bools as such, an enum label as its code; plain text is left out
+    # (VictoriaMetrics would store it as 0, a value nobody sent).
+    nanos = stamp("PUMP01", "2026-11-25T10:00:00+01:00", 2026, 11, 25, 9, 0, 0) * 1_000_000
     assert line == (
         f"device_status,device=PUMP01,gateway={GATEWAY},modem=modem1 battery=3.71,count=7i,"
-        'mode="auto",note="first line second line",running=true,stopped=false,whole=3 '
-        f"{epoch(2026, 11, 25, 9, 0, 0)}"
+        f"error=3i,running=true,stopped=false,whole=3 {nanos}"
     )
 
     put(store, body)
@@ -176,25 +192,25 @@ def test_field_types_are_kept_int_float_bool_string(vm: VictoriaMetrics, store: 
     finally:
         sink.close()
     got = {s.name: s.value for s in vm.export('{__name__=~"device_status_.*"}')}
-    # VictoriaMetrics stores numbers only: bool as 1/0, a string field as 0.
+    # VictoriaMetrics stores numbers only: bool as 1/0, the enum as its code, no text at all.
     assert got == {
         "device_status_count": 7.0,
         "device_status_battery": 3.71,
         "device_status_whole": 3.0,
         "device_status_running": 1.0,
         "device_status_stopped": 0.0,
-        "device_status_mode": 0.0,
-        "device_status_note": 0.0,
+        "device_status_error": 3.0,
     }
 
 
 def test_modem_health_is_written_as_measurement_modem(vm: VictoriaMetrics, store: Store) -> None:
     put(store, {"modem": "modem1", "imei": "356938035643809", "rssi_dbm": -71, "ber": 0,
-                "registration": "home", "operator": "26201", "storage_used": 3,
+                "registration": "registered_home", "operator": "26201", "storage_used": 3,
                 "storage_total": 30, "updated_at": "2026-11-25T09:15:00+00:00"},
         kind="modem_health")
     # The nested shape of the modem state document is understood as well.
-    put(store, {"modem": "modem2", "signal": {"rssi": -95, "ber": 99}, "registration": "roaming",
+    put(store, {"modem": "modem2", "signal": {"rssi": -95, "ber": 99},
+                "registration": "registered_roaming", "operator": "Telekom.de",
                 "storage": {"used": 0, "total": 50}, "updated_at": "2026-11-25T10:15:00+01:00"},
         kind="modem_health")
     sink = make_sink(store, vm.url)
@@ -211,10 +227,13 @@ def test_modem_health_is_written_as_measurement_modem(vm: VictoriaMetrics, store
     assert got[("modem_ber", "modem1")] == (0.0, ts, one)
     assert got[("modem_storage_used", "modem1")] == (3.0, ts, one)
     assert got[("modem_storage_total", "modem1")] == (30.0, ts, one)
-    assert ("modem_registration", "modem1") in got
+    # registration as its 3GPP TS 27.007 <stat> number; the operator name is text: left out
+    assert got[("modem_registration", "modem1")] == (1.0, ts, one)
+    assert got[("modem_registration", "modem2")][:2] == (5.0, ts)
+    assert ("modem_operator", "modem1") not in got
     assert got[("modem_rssi_dbm", "modem2")][:2] == (-95.0, ts)
     assert got[("modem_storage_total", "modem2")][:2] == (50.0, ts)
-    assert ("modem_operator", "modem2") not in got  # absent, not invented
+    assert ("modem_operator", "modem2") not in got
 
 
 # --- outage ------------------------------------------------------------------------------
@@ -280,7 +299,7 @@ def test_refused_and_malformed_rows_are_parked_without_blocking_the_rest(
 ) -> None:
     put(store, reading("GOOD1", battery=1.1))
     # VictoriaMetrics refuses a line longer than -influx.maxLineSize (256 KiB) with HTTP 400.
-    put(store, reading("HUGE", battery=9.9, log="x" * 1_000_000))
+    put(store, reading("HUGE", battery=9.9, tags={"log": "x" * 1_000_000}))
     put(store, reading("GOOD2", battery=2.2))
     put(store, {**reading("NOFIELDS"), "fields": {}})
     put(store, {k: v for k, v in reading("NOTIME").items() if k != "sent_at"})
@@ -330,9 +349,10 @@ def test_replay_leaves_one_sample_per_timestamp(vm: VictoriaMetrics, store: Stor
         sink.close()
     assert stats(store).delivered == 2
     got = vm.export('{__name__=~"device_status_.*"}')
+    ts = stamp("PUMP01", "2026-11-25T10:00:00+01:00", 2026, 11, 25, 9, 0, 0)
     assert [(s.name, s.value, s.timestamp_ms) for s in got] == [
-        ("device_status_battery", 3.71, epoch(2026, 11, 25, 9, 0, 0) * 1000),
-        ("device_status_temperature", 21.5, epoch(2026, 11, 25, 9, 0, 0) * 1000),
+        ("device_status_battery", 3.71, ts),
+        ("device_status_temperature", 21.5, ts),
     ]
 
 

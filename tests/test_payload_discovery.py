@@ -19,7 +19,12 @@ from modemd.payload import (
     gateway_discovery_messages,
     modem_discovery_messages,
 )
-from modemd.payload.discovery import MODEM_SENSORS, topic_id, value_template
+from modemd.payload.discovery import (
+    MODEM_SENSORS,
+    binary_value_template,
+    topic_id,
+    value_template,
+)
 
 # homeassistant/components/mqtt/discovery.py: TOPIC_MATCHER, applied after the prefix
 HA_TOPIC_MATCHER = re.compile(
@@ -143,9 +148,9 @@ def test_field_discovery_from_reading() -> None:
     entities = by_object(messages)
     topic, battery = entities["battery"]
     assert topic == "homeassistant/sensor/gw1_PUMP01/battery/config"
-    assert battery["unique_id"] == "modemd_gw1_PUMP01_battery"
+    assert battery["unique_id"] == "modemd/gw1/PUMP01/battery"
     assert battery["object_id"] == "gw1_pump01_battery"
-    assert battery["value_template"] == "{{ value_json.battery }}"
+    assert battery["value_template"] == value_template("battery")
     assert battery["device_class"] == "voltage"
     assert battery["state_class"] == "measurement"
     assert battery["unit_of_measurement"] == "V"
@@ -155,7 +160,7 @@ def test_field_discovery_from_reading() -> None:
     topic, running = entities["running"]
     assert topic == "homeassistant/binary_sensor/gw1_PUMP01/running/config"
     assert running["payload_on"] == "ON" and running["payload_off"] == "OFF"
-    assert running["value_template"] == "{{ 'ON' if value_json.running else 'OFF' }}"
+    assert running["value_template"] == binary_value_template("running")
     assert running["device_class"] == "running"
     mode = entities["mode"][1]
     assert mode["device_class"] == "enum"
@@ -163,7 +168,7 @@ def test_field_discovery_from_reading() -> None:
     assert mode["icon"] == "mdi:cog"
     firmware = entities["firmware"][1]
     assert "state_class" not in firmware and "device_class" not in firmware
-    assert entities["values"][1]["value_template"] == "{{ value_json['values'] }}"
+    assert entities["values"][1]["value_template"] == value_template("values")
 
 
 def test_unique_ids_unique_across_everything() -> None:
@@ -229,12 +234,6 @@ def test_topic_ids_sanitised_and_distinct() -> None:
     assert topic_id("a.b") != topic_id("a_b")
 
 
-def test_value_template() -> None:
-    assert value_template("battery") == "{{ value_json.battery }}"
-    for name in ("items", "keys", "get", "update", "copy"):
-        assert value_template(name) == f"{{{{ value_json['{name}'] }}}}"
-
-
 def test_reading_without_specs_still_discovers() -> None:
     bare = Reading(
         device="D1", measurement="m", fields={"a": 1, "b": 2.5, "c": True, "d": "x"},
@@ -253,14 +252,16 @@ def test_reading_without_specs_still_discovers() -> None:
 
 def test_modem_discovery() -> None:
     messages = modem_discovery_messages(
-        "gw1", "modem1", "356938035643809", model="EC25", manufacturer="Quectel"
+        "gw1", "modem1", "356938035643809", model="EC25", manufacturer="Quectel",
+        firmware="EC25EFAR06A06M4G",
     )
-    assert len(messages) == len(MODEM_SENSORS)
+    assert len(messages) == len(MODEM_SENSORS) + 1  # and the connectivity binary sensor
     entities = by_object(messages)
-    assert set(entities) == {"signal", "registration", "storage_used"}
+    assert set(entities) == {"signal", "registration", "last_error", "storage_used", "online"}
     for topic, payload in messages:
         assert_ha_shape(topic, payload)
-        assert topic.startswith("homeassistant/sensor/gw1_modem_modem1/")
+        component = "binary_sensor" if topic.endswith("/online/config") else "sensor"
+        assert topic.startswith(f"homeassistant/{component}/gw1_modem_modem1/")
         assert payload["state_topic"] == "modemd/gw1/modem/modem1/state"
         assert payload["entity_category"] == "diagnostic"
         assert payload["availability"][0]["topic"] == "modemd/gw1/status"
@@ -269,8 +270,12 @@ def test_modem_discovery() -> None:
             "name": "Modem modem1",
             "model": "EC25",
             "manufacturer": "Quectel",
+            "sw_version": "EC25EFAR06A06M4G",
             "via_device": "modemd_gw1",
         }
+    online = entities["online"][1]
+    assert online["device_class"] == "connectivity"
+    assert (online["payload_on"], online["payload_off"]) == ("ON", "OFF")
     signal = entities["signal"][1]
     assert signal["device_class"] == "signal_strength"
     assert signal["unit_of_measurement"] == "dBm"
@@ -309,7 +314,20 @@ def test_flags_of_an_int_field_are_binary_sensors() -> None:
     assert_ha_shape(topic, leak)
     assert topic == "homeassistant/binary_sensor/gw1_WM1/leak/config"
     assert leak["device_class"] == "moisture"
-    assert leak["value_template"] == "{{ 'ON' if value_json.leak else 'OFF' }}"
+    assert leak["value_template"] == binary_value_template("leak")
     assert leak["expire_after"] == 600
     assert "device_class" not in entities["tamper"][1]
     assert entities["flags"][0] == "homeassistant/sensor/gw1_WM1/flags/config"
+
+
+def test_unique_ids_of_device_field_pairs_cannot_collide() -> None:
+    """Issue 13: device TANK_max + field level was the same id as device TANK + max_level."""
+    rule = ParserRule.model_validate({
+        "name": "tank", "format": "kv", "device_field": "ID",
+        "fields": {"L": {"name": "level", "type": "float"},
+                   "M": {"name": "max_level", "type": "float"}}})
+    ids = [payload["unique_id"]
+           for device in ("TANK_max", "TANK")
+           for _, payload in discovery_messages(rule, device, gateway_id="gw1")]
+    assert len(ids) == len(set(ids)) == 4
+    assert "modemd/gw1/TANK_max/level" in ids and "modemd/gw1/TANK/max_level" in ids

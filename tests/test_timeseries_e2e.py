@@ -13,6 +13,7 @@ import calendar
 import gzip
 import http.client
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -42,7 +43,7 @@ PUMP_FIELDS = ("battery", "temperature", "pressure", "running")
 PUMP_TAGS = {"gateway": GATEWAY, "modem": MODEM, "device": "PUMP01"}
 PUMP_RULES = (REPO / "config" / "devices-pump.toml").read_text(encoding="utf-8")
 
-# A newer firmware that reports the pressure as a word: the rule makes it a string field of
+# A newer firmware that reports the pressure in whole units: the rule makes it an int field of
 # the same measurement, which InfluxDB refuses ("field type conflict") once it is a float.
 V3_SENDER = "+4917100000001"
 V3_RULE = f"""
@@ -57,11 +58,11 @@ measurement = "pump_status"
 
 [parser.fields]
 BAT = {{ name = "battery", type = "float", unit = "V" }}
-P   = {{ name = "pressure", type = "string" }}
+P   = {{ name = "pressure", type = "int" }}
 """
 TYPE_CONFLICT = (
     'partial write: field type conflict: input field "pressure" on measurement "pump_status" '
-    "is type string, already exists as type float dropped=1"
+    "is type integer, already exists as type float dropped=1"
 )
 
 
@@ -84,8 +85,13 @@ def pump_points(vm: VictoriaMetrics, device: str = "PUMP01") -> dict[str, list[S
     return result
 
 
+def second(ms: int) -> int:
+    """The SCTS second (ms) of a sample: points carry a sub-second offset from the msg id."""
+    return ms // 1000 * 1000
+
+
 def timestamps(vm: VictoriaMetrics, field: str = "battery") -> set[int]:
-    return {s.timestamp_ms for s in pump_points(vm).get(field, [])}
+    return {second(s.timestamp_ms) for s in pump_points(vm).get(field, [])}
 
 
 def one_sample_per_timestamp(samples: list[Sample]) -> bool:
@@ -301,7 +307,7 @@ def test_readings_and_modem_health_arrive_as_points(
     keys = {"battery": "bat", "temperature": "temp", "pressure": "pressure", "running": "running"}
     for field in PUMP_FIELDS:
         expected = sorted((epoch_ms(scts), float(values[keys[field]])) for scts, values in sent)
-        assert [(s.timestamp_ms, s.value) for s in got[field]] == expected, field
+        assert [(second(s.timestamp_ms), s.value) for s in got[field]] == expected, field
         assert all(s.labels == PUMP_TAGS for s in got[field]), got[field]
     # The rule's measurement, not the [influx] default one; nothing else was written.
     assert vm.export('{__name__=~"device_status_.*"}') == []
@@ -369,8 +375,8 @@ def test_server_down_for_20s_while_30_messages_arrive(
     got = pump_points(vm)
     for field in PUMP_FIELDS:
         assert len(got[field]) == 31 and one_sample_per_timestamp(got[field]), field
-    battery = {s.timestamp_ms: s.value for s in got["battery"]}
-    running = {s.timestamp_ms: s.value for s in got["running"]}
+    battery = {second(s.timestamp_ms): s.value for s in got["battery"]}
+    running = {second(s.timestamp_ms): s.value for s in got["running"]}
     for i, scts in enumerate(sent):
         assert battery[epoch_ms(scts)] == pytest.approx(3.0 + i / 100)
         assert running[epoch_ms(scts)] == i % 2
@@ -427,10 +433,11 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
     got = pump_points(vm)
     assert set(got) == set(PUMP_FIELDS)
     for field in PUMP_FIELDS:
-        assert [s.timestamp_ms for s in got[field]] == sorted(epoch_ms(s) for s in sent), field
+        assert [second(s.timestamp_ms) for s in got[field]] == sorted(
+            epoch_ms(s) for s in sent), field
         assert one_sample_per_timestamp(got[field]), field
         assert all(s.labels == PUMP_TAGS for s in got[field])
-    battery = {s.timestamp_ms: s.value for s in got["battery"]}
+    battery = {second(s.timestamp_ms): s.value for s in got["battery"]}
     assert battery == {epoch_ms(s): pytest.approx(3.0 + i / 100) for i, s in enumerate(sent)}
     assert influx_stats(state_dir).poisoned == 0
 
@@ -441,12 +448,12 @@ def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
 def test_a_refused_reading_is_parked_and_later_readings_still_arrive(
         tmp_path: Path, vm: VictoriaMetrics, sim: SimulatedModem, front: InfluxFront,
         daemon_for: Callable[[Path], Daemon]) -> None:
-    front.refuse = lambda line: b'pressure="' in line  # a string where a float was before
+    front.refuse = lambda line: re.search(rb"pressure=\d+i", line) is not None  # int, not float
     state_dir = tmp_path / "state"
     daemon_for(make_config(tmp_path, sim, front.url, rules=V3_RULE))
     sim.deliver_many([
         pump_sms(SCTS, bat=3.1),
-        encode_deliver(sender=V3_SENDER, text="ID=PUMP03;BAT=3.5;P=high",
+        encode_deliver(sender=V3_SENDER, text="ID=PUMP03;BAT=3.5;P=3",
                        scts=SCTS + timedelta(seconds=1)),
         pump_sms(SCTS + timedelta(seconds=2), bat=3.2),
     ])
@@ -462,8 +469,8 @@ def test_a_refused_reading_is_parked_and_later_readings_still_arrive(
     ((_, kind, reason),) = poisoned(state_dir)
     assert (kind, reason) == ("reading", f"HTTP 400: {TYPE_CONFLICT}")
     (row,) = [r for r in influx_rows(state_dir) if r.state == "poisoned"]
-    assert row.body["device"] == "PUMP03" and row.body["fields"]["pressure"] == "high"
+    assert row.body["device"] == "PUMP03" and row.body["fields"]["pressure"] == 3
     assert any(w.status == 400 for w in front.writes)  # the server's refusal, not the sink's
-    battery = {s.timestamp_ms: s.value for s in pump_points(vm)["battery"]}
+    battery = {second(s.timestamp_ms): s.value for s in pump_points(vm)["battery"]}
     assert battery == pytest.approx(expected)
     assert pump_points(vm, "PUMP03") == {}

@@ -61,8 +61,13 @@ class ModemState:
         self.recoveries[step] = self.recoveries.get(step, 0) + 1
 
     def document(self) -> dict[str, Any]:
-        """The ``modemd/<gw>/modem/<modem>/state`` payload of design.md."""
+        """The ``modemd/<gw>/modem/<modem>/state`` payload of design.md.
+
+        An offline modem claims no registration, operator or signal: those are what the
+        last poll saw, not what is true now (an unplugged modem is not "registered, -73 dBm").
+        """
         ident = asdict(self.identity)
+        live = self.online
         return {
             "modem": self.name,
             "online": self.online,
@@ -79,9 +84,10 @@ class ModemState:
             "revision": ident["revision"],
             "profile": self.profile,
             "mode": self.mode,
-            "operator": self.operator,
-            "registration": self.registration,
-            "signal": {"rssi": self.rssi_dbm, "ber": self.ber, "lte": self.lte_quality},
+            "operator": self.operator if live else None,
+            "registration": self.registration if live else None,
+            "signal": {"rssi": self.rssi_dbm if live else None, "ber": self.ber if live else None,
+                       "lte": self.lte_quality if live else None},
             "storage": {"name": self.storage, "used": self.storage_used,
                         "total": self.storage_total},
             "received": self.received,

@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from modemd.errors import ConfigError
+from modemd.payload.ha_tables import device_class_problems
 from modemd.payload.regexes import Pattern, RegexError, compile_pattern
 from modemd.payload.senders import (
     AllowList,
@@ -64,6 +65,7 @@ __all__ = [
     "ParserRule",
     "PayloadConfig",
     "SenderPatterns",
+    "TrackerSpec",
     "device_id_problem",
     "load_payload_config",
     "normalise_country_code",
@@ -304,6 +306,26 @@ class FieldSpec(_Frozen):
     def is_numeric(self) -> bool:
         return self.type in NUMERIC_TYPES
 
+    @cached_property
+    def enum_codes(self) -> dict[str, int]:
+        """label → the number written for it to the time-series store (enum fields).
+
+        When every raw value of ``values`` is a whole number (``"0" = "ok", "3" = "overheat"``)
+        a label's code is its (first) raw value, the number the device itself sent; otherwise
+        it is the label's position in the Home Assistant ``options`` list, from 0.
+        """
+        if not self.values:
+            return {}
+        labels = list(dict.fromkeys(self.values.values()))
+        try:
+            raw = {key: int(key, 10) for key in self.values}
+        except ValueError:
+            return {label: index for index, label in enumerate(labels)}
+        codes: dict[str, int] = {}
+        for key, label in self.values.items():
+            codes.setdefault(label, raw[key])
+        return codes
+
     @property
     def effective_state_class(self) -> str | None:
         """The HA/time-series state class: explicit, else ``measurement`` for numbers."""
@@ -357,6 +379,14 @@ class FieldSpec(_Frozen):
                     problems.append((f"bits.{flag_name}",
                                      f"bit {flag.bit} is also {places[flag.bit]!r}"))
                 places.setdefault(flag.bit, flag_name)
+        if not problems:  # Home Assistant's own tables, once the field itself is sound
+            problems += device_class_problems(
+                binary=self.type == "bool", device_class=self.effective_device_class,
+                unit=self.unit, state_class=self.effective_state_class)
+            for flag_name, flag in (self.bits or {}).items():
+                problems += [(f"bits.{flag_name}.{key}", text) for key, text in
+                             device_class_problems(binary=True, device_class=flag.device_class,
+                                                   unit=None, state_class=None)]
         if self.format is not None:
             if self.format in FLOAT_STRUCT_CODES and self.type != "float":
                 problems.append(("type", f"struct code {self.format!r} needs type float"))
@@ -382,6 +412,17 @@ class MatchSpec(_Frozen):
     port: int | None = Field(default=None, ge=0, le=65535)
     #: name of the modem the message arrived on
     modem: str | None = None
+
+
+class TrackerSpec(_Frozen):
+    """``device_tracker = { ... }``: the rule's position fields, for a Home Assistant
+    device_tracker on the map (``device_tracker = {}`` takes the default field names)."""
+
+    latitude: FieldName = "latitude"
+    longitude: FieldName = "longitude"
+    #: the field holding the accuracy radius in metres, if the device sends one
+    gps_accuracy: FieldName | None = None
+    name: Label | None = None
 
 
 class DeviceSpec(_Frozen):
@@ -427,6 +468,8 @@ class ParserRule(_Frozen):
     byte_order: Literal["<", ">"] = ">"
     encoding_in: Literal["raw", "hex", "base64"] = "raw"
     offset: int = Field(default=0, ge=0, le=4096)
+    #: Home Assistant: a device_tracker from the rule's latitude/longitude fields
+    device_tracker: TrackerSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -486,6 +529,7 @@ class ParserRule(_Frozen):
         problems: list[tuple[str, str]] = []
         self._check_fields(problems)
         self._check_device_source(problems)
+        self._check_tracker(problems)
         for fmt, options in _FORMAT_OPTIONS.items():
             if fmt == self.format:
                 continue
@@ -527,6 +571,25 @@ class ParserRule(_Frozen):
             problems.append(
                 ("device_field", f"give exactly one of device_field, device_from, device ({what})")
             )
+
+    def _check_tracker(self, problems: list[tuple[str, str]]) -> None:
+        tracker = self.device_tracker
+        if tracker is None:
+            return
+        specs = {spec.name: spec for spec in self.output_specs}
+        for key in ("latitude", "longitude", "gps_accuracy"):
+            name = getattr(tracker, key)
+            if name is None:
+                continue
+            spec = specs.get(name)
+            if spec is None:
+                problems.append((f"device_tracker.{key}", f"the rule has no field {name!r}"))
+            elif not spec.is_numeric:
+                problems.append((f"device_tracker.{key}",
+                                 f"field {name!r} is {spec.type}, not a number"))
+            elif key != "gps_accuracy" and not spec.required:
+                problems.append((f"device_tracker.{key}", f"field {name!r} must be required: "
+                                 "a position without it is no position"))
 
     def _check_kv(self, problems: list[tuple[str, str]]) -> None:
         if not self.pair_separator:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,18 +32,26 @@ from modemd.payload.config import (
     FieldSpec,
     FieldType,
     ParserRule,
+    TrackerSpec,
     device_id_problem,
 )
 from modemd.payload.model import Reading
+from modemd.payload.senders import SenderPatterns
 
 __all__ = [
     "MODEM_SENSORS",
     "DiscoveryMessage",
     "ModemSensor",
+    "binary_value_template",
+    "configured_devices",
+    "configured_discovery",
     "discovery_messages",
+    "field_unique_id",
     "gateway_discovery_messages",
     "modem_discovery_messages",
+    "owner_key",
     "topic_id",
+    "tracker_attributes_template",
     "value_template",
 ]
 
@@ -52,8 +60,7 @@ DiscoveryMessage = tuple[str, dict[str, Any]]
 _TOPIC_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 _NOT_TOPIC_ID = re.compile(r"[^A-Za-z0-9_-]")
 _NOT_SLUG = re.compile(r"[^a-z0-9_]+")
-#: attribute names Jinja would resolve on the dict itself instead of the key
-_DICT_ATTRIBUTES = frozenset(dir(dict))
+_NON_NUMERIC_CLASSES = frozenset({"enum", "timestamp", "date"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +95,12 @@ MODEM_SENSORS: tuple[ModemSensor, ...] = (
         icon="mdi:antenna",
     ),
     ModemSensor(
+        key="last_error",
+        name="Last error",
+        template="{{ (value_json.last_error or 'none') if value_json is mapping else '' }}",
+        icon="mdi:alert-circle-outline",
+    ),
+    ModemSensor(
         key="storage_used",
         name="SMS storage used",
         template="{{ value_json.storage.used }}",
@@ -113,11 +126,38 @@ def _slug(text: str) -> str:
     return _NOT_SLUG.sub("_", text.lower()).strip("_") or "x"
 
 
-def value_template(field: str) -> str:
-    """``{{ value_json.<field> }}`` (subscript form for names like ``items``/``values``)."""
-    if field in _DICT_ATTRIBUTES:
-        return f"{{{{ value_json['{field}'] }}}}"
-    return f"{{{{ value_json.{field} }}}}"
+#: what a value template renders for a field absent from the state document: Home Assistant
+#: ignores an empty state for numeric sensors and binary sensors (the entity is left alone),
+#: and takes ``None`` as "unknown" (an enum or text sensor must not keep showing an old label
+#: as if the device had just sent it; an empty state is no valid option).
+KEEP_STATE = ""
+UNKNOWN_STATE = "None"
+
+
+def _present(field: str) -> str:
+    return f"value_json is mapping and '{field}' in value_json"
+
+
+def value_template(field: str, *, absent: str = KEEP_STATE) -> str:
+    """The value of *field* in the state document, or *absent* when the reading lacks it.
+
+    Subscript form (``value_json['items']`` is the key, not the dict method), and the key is
+    looked up only when present: no "dict object has no attribute" template warning.
+    """
+    return f"{{{{ value_json['{field}'] if {_present(field)} else '{absent}' }}}}"
+
+
+def binary_value_template(field: str) -> str:
+    """``ON``/``OFF`` from a bool field; empty (the entity keeps its state) when absent."""
+    return (f"{{{{ ('ON' if value_json['{field}'] else 'OFF') if {_present(field)} "
+            f"else '{KEEP_STATE}' }}}}")
+
+
+def field_unique_id(gateway_id: str, device: str, field: str) -> str:
+    """``modemd/<gw>/<device>/<field>``: ``/`` is in no gateway id, device id or field name,
+    so two device/field pairs never share an id (``TANK_max`` + ``level`` is not ``TANK`` +
+    ``max_level``, as ``modemd_<gw>_<device>_<field>`` made them)."""
+    return f"modemd/{gateway_id}/{device}/{field}"
 
 
 def _check_id(value: str, what: str) -> None:
@@ -188,18 +228,22 @@ def _field_entity(
     _ids(
         payload,
         component,
-        f"modemd_{gateway_id}_{device}_{field}",
+        field_unique_id(gateway_id, device, field),
         _slug(f"{gateway_id}_{device}_{field}"),
         legacy_object_id,
     )
     payload["state_topic"] = state_topic
     if component == "binary_sensor":
-        access = value_template(field)[3:-3]
-        payload["value_template"] = f"{{{{ 'ON' if {access} else 'OFF' }}}}"
+        payload["value_template"] = binary_value_template(field)
         payload["payload_on"] = "ON"
         payload["payload_off"] = "OFF"
     else:
-        payload["value_template"] = value_template(field)
+        # Home Assistant ignores an empty state only where it expects a number
+        numeric = spec.type in ("int", "float") and (
+            spec.unit is not None or spec.effective_state_class is not None
+            or (spec.effective_device_class or "enum") not in _NON_NUMERIC_CLASSES)
+        payload["value_template"] = value_template(
+            field, absent=KEEP_STATE if numeric else UNKNOWN_STATE)
     device_class = spec.effective_device_class
     if device_class is not None:
         payload["device_class"] = device_class
@@ -262,8 +306,10 @@ def discovery_messages(
     discovery_prefix: str = "homeassistant",
     json_attributes: bool = False,
     legacy_object_id: bool = True,
+    tracker: TrackerSpec | None = None,
 ) -> list[DiscoveryMessage]:
-    """One discovery config per field of a device.
+    """One discovery config per field of a device, and its device_tracker when the rule has
+    one (*tracker*; taken from a :class:`ParserRule` source itself).
 
     *source* is a :class:`Reading` (device, metadata, fields and ``expire_after`` come from it;
     every field of its rule is announced, not only those present) or a :class:`ParserRule` with
@@ -282,12 +328,13 @@ def discovery_messages(
         meta = device_meta
         specs = list(source.output_specs)
         expire_after = source.expire_after
+        tracker = tracker or source.device_tracker
     _check_id(gateway_id, "gateway id")
     _check_id(device, "device id")
     state_topic = f"{base_topic}/{gateway_id}/device/{device}/state"
     availability = _availability(base_topic, gateway_id)
     block = _device_block(gateway_id, device, meta)
-    return [
+    messages = [
         _field_entity(
             spec,
             gateway_id=gateway_id,
@@ -302,6 +349,51 @@ def discovery_messages(
         )
         for spec in specs
     ]
+    if tracker is not None:
+        messages.append(_tracker_entity(
+            tracker, gateway_id=gateway_id, device=device, device_block=block,
+            state_topic=state_topic, availability=availability,
+            legacy_object_id=legacy_object_id, discovery_prefix=discovery_prefix))
+    return messages
+
+
+def tracker_attributes_template(tracker: TrackerSpec) -> str:
+    """The state document as attributes, with ``latitude``/``longitude``/``gps_accuracy``
+    (the keys Home Assistant places a tracker by) taken from the rule's position fields;
+    nothing at all when the document holds no position."""
+    lat, lon, acc = tracker.latitude, tracker.longitude, tracker.gps_accuracy
+    position = f"latitude=value_json['{lat}'], longitude=value_json['{lon}']"
+    document = f"dict(value_json, {position})"
+    if acc is not None:
+        document = (f"(dict(value_json, {position}, gps_accuracy=value_json['{acc}']) "
+                    f"if '{acc}' in value_json else {document})")
+    return (f"{{% if value_json is mapping and '{lat}' in value_json and '{lon}' in value_json "
+            f"%}}{{{{ {document} | tojson }}}}{{% endif %}}")
+
+
+def _tracker_entity(
+    tracker: TrackerSpec,
+    *,
+    gateway_id: str,
+    device: str,
+    device_block: dict[str, Any],
+    state_topic: str,
+    availability: list[dict[str, str]],
+    legacy_object_id: bool,
+    discovery_prefix: str,
+) -> DiscoveryMessage:
+    payload: dict[str, Any] = {"name": tracker.name or "Location"}
+    # '#' is in no device id or field name: this id cannot be a field's
+    _ids(payload, "device_tracker", f"modemd/{gateway_id}/{device}#device_tracker",
+         _slug(f"{gateway_id}_{device}_location"), legacy_object_id)
+    payload["json_attributes_topic"] = state_topic
+    payload["json_attributes_template"] = tracker_attributes_template(tracker)
+    payload["source_type"] = "gps"
+    payload["availability"] = availability
+    payload["device"] = device_block
+    payload["origin"] = _origin()
+    node = topic_id(f"{gateway_id}_{device}")
+    return f"{discovery_prefix}/device_tracker/{node}/location/config", payload
 
 
 def modem_discovery_messages(
@@ -313,9 +405,11 @@ def modem_discovery_messages(
     discovery_prefix: str = "homeassistant",
     model: str | None = None,
     manufacturer: str | None = None,
+    firmware: str | None = None,
     legacy_object_id: bool = True,
 ) -> list[DiscoveryMessage]:
-    """Health sensors (:data:`MODEM_SENSORS`) of one modem, from its retained state document.
+    """Health sensors (:data:`MODEM_SENSORS`) of one modem, from its retained state document,
+    and its connectivity binary sensor (off while the modem is offline or unplugged).
 
     The modem is its own HA device (identified by IMEI when known, so it keeps its history
     when renamed or moved to another USB port), connected via the gateway.
@@ -334,6 +428,8 @@ def modem_discovery_messages(
         block["model"] = model
     if manufacturer:
         block["manufacturer"] = manufacturer
+    if firmware:
+        block["sw_version"] = firmware
     block["via_device"] = _gateway_identifier(gateway_id)
     state_topic = f"{base_topic}/{gateway_id}/modem/{modem_name}/state"
     node = topic_id(f"{gateway_id}_modem_{modem_name}")
@@ -362,6 +458,22 @@ def modem_discovery_messages(
         payload["device"] = block
         payload["origin"] = _origin()
         messages.append((f"{discovery_prefix}/sensor/{node}/{sensor.key}/config", payload))
+    online: dict[str, Any] = {"name": "Connected"}
+    _ids(online, "binary_sensor", f"modemd_modem_{key}_online",
+         _slug(f"{gateway_id}_modem_{modem_name}_online"), legacy_object_id)
+    online.update({
+        "state_topic": state_topic,
+        "value_template": "{{ 'ON' if value_json is mapping and value_json.get('online') "
+                          "else 'OFF' }}",
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+        "availability": _availability(base_topic, gateway_id),
+        "device": block,
+        "origin": _origin(),
+    })
+    messages.append((f"{discovery_prefix}/binary_sensor/{node}/online/config", online))
     return messages
 
 
@@ -402,3 +514,88 @@ def gateway_discovery_messages(
     )
     node = topic_id(gateway_id)
     return [(f"{discovery_prefix}/binary_sensor/{node}/status/config", payload)]
+
+
+def owner_key(rule: str, device: str) -> str:
+    """The owner of a device's discovery topics, as the MQTT sink and the store record it."""
+    return f"rule:{rule}/device:{device}"
+
+
+def _owner_parts(owner: str) -> tuple[str, str] | None:
+    kind, _, rest = owner.partition(":")
+    rule, found, device = rest.partition("/device:")
+    if kind != "rule" or not found or not device:
+        return None
+    return rule, device
+
+
+def configured_devices(
+    rules: Sequence[ParserRule],
+    devices: Mapping[str, DeviceSpec],
+    *,
+    default_country_code: str | None = None,
+) -> list[tuple[ParserRule, str]]:
+    """The (rule, device) pairs the config itself names, known before any message arrives.
+
+    A rule with a fixed ``device``; and each ``[devices]`` entry whose numbers the rule's
+    ``match.sender`` accepts. A rule without sender patterns could take any device: its
+    devices are only known once they reported (see :func:`configured_discovery`).
+    """
+    pairs: list[tuple[ParserRule, str]] = []
+    for rule in rules:
+        if rule.device is not None:
+            pairs.append((rule, rule.device))
+            continue
+        if not rule.match.sender:
+            continue
+        senders = SenderPatterns(rule.match.sender, default_country_code=default_country_code)
+        for device_id, spec in devices.items():
+            if any(senders.matches(number) for number in spec.numbers):
+                pairs.append((rule, device_id))
+    return pairs
+
+
+def configured_discovery(
+    rules: Sequence[ParserRule],
+    devices: Mapping[str, DeviceSpec],
+    known_owners: Iterable[str],
+    *,
+    gateway_id: str,
+    base_topic: str = "modemd",
+    discovery_prefix: str = "homeassistant",
+    default_country_code: str | None = None,
+    only_configured: bool = False,
+) -> list[tuple[str, list[DiscoveryMessage]]]:
+    """(owner, discovery configs) of every device the config names, plus every (rule, device)
+    announced before whose rule is still configured (``known_owners``, from the store): what
+    the MQTT sink announces at each connection and when Home Assistant comes back, so no
+    entity waits for its device's next SMS. ``only_configured`` leaves out devices that are
+    not in ``[devices]`` (nor a rule's fixed device); those announced before come back with
+    no configs, which removes their entities."""
+    by_name = {rule.name: rule for rule in rules}
+    wanted: dict[str, tuple[ParserRule, str]] = {
+        owner_key(rule.name, device): (rule, device)
+        for rule, device in configured_devices(rules, devices,
+                                               default_country_code=default_country_code)
+    }
+    fixed = {rule.device for rule in rules if rule.device is not None}
+    removed: list[tuple[str, list[DiscoveryMessage]]] = []
+    for owner in known_owners:
+        parts = _owner_parts(owner)
+        if parts is None or parts[0] not in by_name:
+            continue
+        if only_configured and parts[1] not in devices and parts[1] not in fixed:
+            removed.append((owner, []))  # its entities and retained state go
+            continue
+        wanted.setdefault(owner, (by_name[parts[0]], parts[1]))
+    announced: list[tuple[str, list[DiscoveryMessage]]] = removed
+    for owner, (rule, device) in wanted.items():
+        try:
+            messages = discovery_messages(rule, device, gateway_id=gateway_id,
+                                          device_meta=devices.get(device),
+                                          base_topic=base_topic,
+                                          discovery_prefix=discovery_prefix)
+        except ValueError:
+            continue  # an id that cannot be a topic: never announced
+        announced.append((owner, messages))
+    return announced

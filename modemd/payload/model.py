@@ -71,6 +71,17 @@ class Reading:
         doc["msg_id"] = self.msg_id
         return doc
 
+    def enum_codes(self) -> dict[str, int]:
+        """field → numeric code of each enum label in ``fields`` (for the time-series store)."""
+        codes: dict[str, int] = {}
+        for name, value in self.fields.items():
+            spec = self.field_specs.get(name)
+            if spec is not None and spec.type == "enum" and isinstance(value, str):
+                code = spec.enum_codes.get(value)
+                if code is not None:
+                    codes[name] = code
+        return codes
+
     def outbox_body(self, gateway_id: str) -> dict[str, Any]:
         """The ``reading`` outbox body of docs/architecture.md."""
         return {

@@ -2,13 +2,22 @@
 
 Anything that speaks ``POST /api/v2/write`` takes these writes: InfluxDB 1.8+, 2.x, 3.x,
 VictoriaMetrics, QuestDB. Points are built with :class:`influxdb_client.Point` (the client does
-all line-protocol escaping) and written with the client's SYNCHRONOUS write API at second
+all line-protocol escaping) and written with the client's SYNCHRONOUS write API at nanosecond
 precision, so a 2xx really means "stored" and the row may leave the outbox.
 
-Timestamps are the SMS service-centre time (``sent_at``) for readings and ``updated_at`` for
-modem health: writing the same reading twice lands on the same series and second, which the
-server overwrites (InfluxDB) or de-duplicates (VictoriaMetrics with
-``-dedup.minScrapeInterval``) instead of storing twice.
+Only numbers tell the truth in a time-series store: ints, floats and bools are written as
+such, enum labels as their numeric code (``enum_codes`` of the body), and plain string fields
+are left out of the point (VictoriaMetrics would store them as 0, which reads as a value).
+Tag values the line protocol cannot carry unambiguously (a backslash before ``,``, ``=``,
+space or another backslash, a trailing backslash, control characters) are refused with the
+reason: the row is parked, never written under a mangled name.
+
+Timestamps are the SMS service-centre time (``sent_at``, whole seconds) plus a sub-second
+offset derived from the message id (:func:`subsecond_offset_ns`), and ``updated_at`` for modem
+health: writing the same reading twice lands on the same series and instant, which the server
+overwrites (InfluxDB) or de-duplicates (VictoriaMetrics with ``-dedup.minScrapeInterval``)
+instead of storing twice, while two messages of one device in the same second land on
+different instants.
 
 What the server says decides what happens to a batch:
 
@@ -27,6 +36,7 @@ error.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -46,6 +56,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
+from modemd.at.responses import REGISTRATION_STATES
 from modemd.errors import ConfigError, SinkError
 from modemd.sinks.base import Backoff, Sink
 from modemd.store import Store
@@ -55,7 +66,7 @@ log = logging.getLogger(__name__)
 # influxdb-client is only partly annotated: reach it through Any, keep our own API typed.
 _PointClass: Any = Point
 _ClientClass: Any = InfluxDBClient
-_SECONDS: Any = WritePrecision.S
+_NANOS: Any = WritePrecision.NS
 
 DEFAULT_MEASUREMENT: Final = "device_status"
 HEALTH_MEASUREMENT: Final = "modem"
@@ -86,36 +97,87 @@ _HEALTH_NUMBERS: Final[tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]] = (
     ("storage_used", (("storage_used",), ("storage", "used"))),
     ("storage_total", (("storage_total",), ("storage", "total"))),
 )
-_HEALTH_STRINGS: Final = ("registration", "operator")
+#: +CREG ``<stat>`` text -> its 3GPP TS 27.007 number, the ``registration`` field of a point.
+REGISTRATION_CODES: Final[dict[str, int]] = {text: code for code, text in
+                                              REGISTRATION_STATES.items()}
+_NS_PER_S: Final = 1_000_000_000
 
 
 class UnwritableRow(SinkError):
     """An outbox body that cannot become a point (missing keys, no usable field ...)."""
 
 
+class NothingToWrite(SinkError):
+    """A body with text fields only: nothing for the time-series store, and nothing wrong."""
+
+
 # --- outbox body -> Point ------------------------------------------------------------------
 
 
-def build_point(kind: str, body: Mapping[str, Any], *, gateway_id: str) -> Point:
-    """The point for one outbox row of ``kind``; raises :class:`UnwritableRow` with the reason."""
+def build_point(kind: str, body: Mapping[str, Any], *, gateway_id: str,
+                modem_tag: bool = True) -> Point:
+    """The point for one outbox row of ``kind``; raises :class:`UnwritableRow` with the reason.
+
+    ``modem_tag=False`` leaves the ``modem`` tag off readings, so a device keeps one series
+    when its messages arrive through another modem (a SIM moved, a second gateway modem).
+    """
     if not isinstance(body, Mapping):
         raise UnwritableRow(f"body is {type(body).__name__}, not a JSON object")
     if kind == "reading":
-        return _reading_point(body, gateway_id)
+        return _reading_point(body, gateway_id, modem_tag=modem_tag)
     if kind == "modem_health":
         return _health_point(body, gateway_id)
     raise UnwritableRow(f"kind {kind!r} is not written to the time-series store")
 
 
 def line_of(point: Point) -> bytes:
-    """The point as one line of line protocol (the client's escaping), at second precision."""
-    line: object = cast(Any, point).to_line_protocol(_SECONDS)
+    """The point as one line of line protocol (the client's escaping), nanosecond precision."""
+    line: object = cast(Any, point).to_line_protocol(_NANOS)
     if not isinstance(line, str) or not line:
         raise UnwritableRow("the point has no writable field")
     return line.encode("utf-8")
 
 
-def _reading_point(body: Mapping[str, Any], gateway_id: str) -> Point:
+def subsecond_offset_ns(msg_id: str) -> int:
+    """A stable offset in [0, 1 s) from a message id, in nanoseconds, whole milliseconds.
+
+    Two messages of one device stamped in the same service-centre second get different
+    instants (so neither overwrites the other), and the same message written again gets the
+    same instant (so a replay overwrites). Whole milliseconds, because VictoriaMetrics keeps
+    millisecond timestamps: what is written is exactly what it stores.
+    """
+    digest = hashlib.sha256(msg_id.encode("utf-8", "surrogatepass")).digest()
+    return (int.from_bytes(digest[:8], "big") % 1000) * 1_000_000
+
+
+def tag_problem(key: str, value: str) -> str | None:
+    """Why ``value`` cannot be a tag value written and read back unchanged, or None.
+
+    Line protocol escapes ``,``, ``=`` and space with a backslash but has no escape for the
+    backslash itself: ``A\\,B`` and a trailing ``\\`` are read back as other names (or the
+    point is lost), and ``A\\\\B`` reads back as ``A\\B``.
+    """
+    for index, char in enumerate(value):
+        if not char.isprintable():
+            return f"tag {key} {value!r} contains a control character or line break"
+        if char == "\\":
+            following = value[index + 1:index + 2]
+            if following == "":
+                return f"tag {key} {value!r} ends with a backslash (line protocol cannot carry it)"
+            if following in ",= \\":
+                return (f"tag {key} {value!r} has a backslash before {following!r}, which line "
+                        "protocol cannot carry unambiguously")
+    return None
+
+
+def _tag(point: Any, key: str, value: str) -> None:
+    problem = tag_problem(key, value)
+    if problem:
+        raise UnwritableRow(problem)
+    point.tag(key, value)
+
+
+def _reading_point(body: Mapping[str, Any], gateway_id: str, *, modem_tag: bool) -> Point:
     device = _required_text(body, "device")
     measurement = body.get("measurement")
     if measurement is None:
@@ -127,7 +189,10 @@ def _reading_point(body: Mapping[str, Any], gateway_id: str) -> Point:
     fields = body.get("fields")
     if not isinstance(fields, Mapping) or not fields:
         raise UnwritableRow("'fields' is missing or empty: a point needs at least one field")
-    seconds = _epoch_seconds(body, "sent_at")
+    nanos = _epoch_seconds(body, "sent_at") * _NS_PER_S
+    msg_id = body.get("msg_id")
+    if isinstance(msg_id, str) and msg_id:
+        nanos += subsecond_offset_ns(msg_id)
 
     point: Any = _PointClass(measurement)
     extra = body.get("tags") or {}
@@ -136,31 +201,46 @@ def _reading_point(body: Mapping[str, Any], gateway_id: str) -> Point:
     for key, value in extra.items():
         if key in RESERVED_TAGS or value is None or key == "":
             continue
-        point.tag(str(key), _tag_text(value))
-    point.tag("gateway", gateway_id)
+        _tag(point, str(key), _tag_text(value))
+    _tag(point, "gateway", gateway_id)
     modem = body.get("modem")
-    if modem is not None and modem != "":
-        point.tag("modem", _tag_text(modem))
-    point.tag("device", device)
+    if modem_tag and modem is not None and modem != "":
+        _tag(point, "modem", _tag_text(modem))
+    _tag(point, "device", device)
 
+    codes = body.get("enum_codes") or {}
+    if not isinstance(codes, Mapping):
+        raise UnwritableRow(f"'enum_codes' must be an object, not {type(codes).__name__}")
     skipped: list[str] = []
+    strings = 0
     written = 0
-    for name, value in fields.items():
+    for name, given in fields.items():
+        value = given
+        if isinstance(given, str):
+            code = codes.get(name)
+            if not isinstance(code, int) or isinstance(code, bool):
+                strings += 1  # text is no number: left out rather than stored as 0
+                continue
+            value = code  # an enum label: its numeric code, never the text
         if _add_field(point, name, value):
             written += 1
         else:
             skipped.append(name)
     if not written:
+        if strings and not skipped:
+            raise NothingToWrite("only text fields, which the time-series store does not hold")
         raise UnwritableRow(
             "no writable field (null or non-finite values only: " + ", ".join(skipped) + ")"
         )
-    return cast(Point, point.time(seconds, _SECONDS))
+    return cast(Point, point.time(nanos, _NANOS))
 
 
 def _health_point(body: Mapping[str, Any], gateway_id: str) -> Point:
     modem = _required_text(body, "modem")
-    seconds = _epoch_seconds(body, "updated_at")
-    point: Any = _PointClass(HEALTH_MEASUREMENT).tag("gateway", gateway_id).tag("modem", modem)
+    nanos = _epoch_seconds(body, "updated_at") * _NS_PER_S
+    point: Any = _PointClass(HEALTH_MEASUREMENT)
+    _tag(point, "gateway", gateway_id)
+    _tag(point, "modem", modem)
     written = 0
     for name, paths in _HEALTH_NUMBERS:
         value = _first(body, paths)
@@ -172,18 +252,17 @@ def _health_point(body: Mapping[str, Any], gateway_id: str) -> Point:
         if math.isfinite(number):
             point.field(name, number)
             written += 1
-    for name in _HEALTH_STRINGS:
-        value = body.get(name)
-        if isinstance(value, str) and value:
-            point.field(name, _one_line(value))
-            written += 1
+    registration = REGISTRATION_CODES.get(str(body.get("registration")))
+    if registration is not None:  # the 27.007 <stat> number; the operator name is text: left out
+        point.field("registration", registration)
+        written += 1
     if not written:
         raise UnwritableRow("modem health without any value (signal, storage, registration)")
-    return cast(Point, point.time(seconds, _SECONDS))
+    return cast(Point, point.time(nanos, _NANOS))
 
 
 def _add_field(point: Any, name: object, value: object) -> bool:
-    """Add one field typed as given; False if there is nothing to write (null, NaN, inf)."""
+    """Add one numeric or bool field; False if there is nothing to write (null, NaN, inf)."""
     if not isinstance(name, str) or name == "":
         raise UnwritableRow(f"field name {name!r} is not a non-empty string")
     if value is None:
@@ -198,19 +277,9 @@ def _add_field(point: Any, name: object, value: object) -> bool:
         if not math.isfinite(value):
             return False
         point.field(name, value)
-    elif isinstance(value, str):
-        point.field(name, _one_line(value))
     else:
         raise UnwritableRow(f"field {name!r}: unsupported value type {type(value).__name__}")
     return True
-
-
-def _one_line(text: str) -> str:
-    # Line protocol lets a quoted string field span lines, but VictoriaMetrics splits the
-    # request at every newline first and silently drops the whole point: keep it one line.
-    if "\n" in text or "\r" in text:
-        return " ".join(text.splitlines())
-    return text
 
 
 def _tag_text(value: object) -> str:
@@ -361,6 +430,7 @@ class InfluxSink(Sink):
         timeout_s: float = 10.0,
         batch_size: int = 500,
         backoff: Backoff | None = None,
+        modem_tag: bool = True,
     ) -> None:
         problems: list[tuple[str, str]] = []
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
@@ -385,6 +455,7 @@ class InfluxSink(Sink):
         self.timeout_s = timeout_s
         self.batch_size = batch_size
         self.backoff = backoff or Backoff()
+        self.modem_tag = modem_tag
         self._token = token
         if not verify_ssl and url.startswith("https:"):
             # The operator chose this; say so once instead of urllib3 warning on every write.
@@ -416,15 +487,21 @@ class InfluxSink(Sink):
             return False
         items: list[tuple[int, bytes]] = []
         unwritable: dict[str, list[int]] = {}
+        nothing: list[int] = []
         for row in rows:
             try:
-                items.append((row.seq, line_of(build_point(row.kind, row.body,
-                                                           gateway_id=self.gateway_id))))
+                point = build_point(row.kind, row.body, gateway_id=self.gateway_id,
+                                    modem_tag=self.modem_tag)
+                items.append((row.seq, line_of(point)))
+            except NothingToWrite:
+                nothing.append(row.seq)  # text only: the MQTT sink carries it
             except (UnwritableRow, ValueError, TypeError, OverflowError) as exc:
                 # Never an exception out of here: the same batch would come back forever.
                 unwritable.setdefault(f"cannot become a point: {exc}", []).append(row.seq)
         for reason, seqs in unwritable.items():
             self.store.outbox.poison(self.name, seqs, reason=reason)
+        if nothing:
+            self.store.outbox.ack(self.name, nothing)
         delivered = self._deliver(items) if items else True
         return delivered and len(rows) >= self.batch_size
 
@@ -480,7 +557,7 @@ class InfluxSink(Sink):
         self.requests += 1
         try:
             self._write_api.write(
-                bucket=self.bucket, org=self.org, record=lines, write_precision=_SECONDS
+                bucket=self.bucket, org=self.org, record=lines, write_precision=_NANOS
             )
         except ApiException as exc:
             status = int(exc.status or 0)
