@@ -345,6 +345,10 @@ class VerifyConfig(_Model):
     max_pending: int = Field(default=100_000, ge=1)
     scts_tolerance: Duration = 0.0
     keep_ended: Duration = 7 * 86400.0
+    # the SMS of a "prompt": true request (needs [send]); it never holds the code
+    prompt_text: str = Field(
+        default="To confirm, reply to this message with the code you were shown.",
+        min_length=1, max_length=400)
 
     @field_validator("ttl", "max_ttl", "scts_tolerance", "keep_ended", mode="before")
     @classmethod

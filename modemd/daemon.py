@@ -101,7 +101,8 @@ def rules_with_default_measurement(config: Config) -> list[ParserRule]:
             for rule in config.parser]
 
 
-def build_verifier(config: Config, store: Store) -> Verifier | None:
+def build_verifier(config: Config, store: Store, *,
+                   sender: SendService | None = None) -> Verifier | None:
     v, m = config.verify, config.mqtt
     if not v.enabled or m is None:
         return None
@@ -112,8 +113,15 @@ def build_verifier(config: Config, store: Store) -> Verifier | None:
         keyword=v.keyword, code_length=v.code_length, answers=v.answers,
         max_per_number=v.max_per_number, max_pending=v.max_pending,
         scts_tolerance=v.scts_tolerance, keep_ended=v.keep_ended,
-        default_country_code=config.gateway.default_country_code)
-    return Verifier(store, settings)
+        default_country_code=config.gateway.default_country_code,
+        prompt_text=v.prompt_text)
+    prompter = None
+    if sender is not None and config.send.enabled:
+        def prompter(request_id: str, to: str, text: str) -> str | None:
+            status = sender.accept({"id": request_id, "to": to, "text": text}, origin="verify")
+            return str(status.get("error")) if status.get("state") == "failed" else None
+
+    return Verifier(store, settings, prompter=prompter)
 
 
 def configured_announcer(config: Config) -> Configured | None:
@@ -215,9 +223,9 @@ class Daemon:
         if problems:  # all of them now, not one per restart
             raise ConfigError(problems)
         self.store = store = open_store(cfg.gateway.state_dir)
-        self.verifier = build_verifier(cfg, store)
         # built even when sending is off: a request is then answered with its refusal
         self.sender = build_send_service(cfg, store, on_published=self._send_published)
+        self.verifier = build_verifier(cfg, store, sender=self.sender)
         self.sinks = build_sinks(cfg, store, verifier=self.verifier, sender=self.sender)
         engine = None
         discovery = None

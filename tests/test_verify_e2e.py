@@ -158,3 +158,35 @@ def test_expiry_is_published(running: tuple[Daemon, Recorder], sim: SimulatedMod
     recorder.wait_for(lambda _: ("short", "expired") in states(recorder), timeout=10)
     expired: Any = [m.json() for m in recorder.on(RESULT) if m.json()["state"] == "expired"]
     assert len(expired) == 1 and expired[0]["msg_id"] is None
+
+
+def test_prompt_sms_is_sent_without_the_code(tmp_path: Path, sim: SimulatedModem,
+                                             broker: Mosquitto) -> None:
+    from modemd.sms import decode_pdu
+    from modemd.sms.model import SmsSubmit
+
+    extra = VERIFY + ('\n[send]\nenabled = true\nallowed_destinations = ["+49151*"]\n'
+                      'status_reports = false\n')
+    recorder = Recorder(broker.port, ["modemd/#"], v5=True)
+    daemon = Daemon(load(config(tmp_path, sim, broker, extra=extra)))
+    daemon.start()
+    try:
+        wait_online(recorder)
+        recorder.publish(REQUEST, {"id": "p1", "number": NUMBER, "code": "640213",
+                                   "prompt": True})
+        recorder.wait_for(lambda _: states(recorder) == [("p1", "pending")])
+        wait_until(lambda: sim.sending.sent, what="the prompt SMS at the modem")
+        (sent,) = sim.sending.sent
+        submit = decode_pdu(sent.pdu, with_smsc=True, strict=True)
+        assert isinstance(submit, SmsSubmit)
+        assert submit.recipient.number == NUMBER
+        assert "reply" in (submit.text or "") and "640213" not in (submit.text or "")
+        status = recorder.wait_count("modemd/gw1/sms/status", 1)
+        assert status[0].json()["id"] == "verify-p1"
+        sim.deliver(sms_from(NUMBER, "640213"))
+        recorder.wait_for(lambda _: ("p1", "verified") in states(recorder))
+    finally:
+        daemon.stop()
+        recorder.close()
+    blob = b"".join(p.read_bytes() for p in (tmp_path / "state").iterdir() if p.is_file())
+    assert b"640213" not in blob

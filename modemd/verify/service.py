@@ -64,6 +64,9 @@ class VerifySettings:
     keep_ended: float = 7 * 86400.0
     default_country_code: str | None = None
     sink: str = "mqtt"
+    #: the SMS a ``"prompt": true`` request sends; it never holds the code (the send queue
+    #: keeps its texts, and codes are kept only as hashes)
+    prompt_text: str = "To confirm, reply to this message with the code you were shown."
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +94,17 @@ class _Request:
     prompt: bool
 
 
+#: Queues an SMS: (request id, destination, text); raises or returns a refusal reason.
+Prompter = Callable[[str, str, str], str | None]
+
+
 class Verifier:
     def __init__(self, store: Store, settings: VerifySettings, *,
                  clock: Callable[[], float] = time.time,
-                 on_result: Callable[[], None] = lambda: None) -> None:
+                 on_result: Callable[[], None] = lambda: None,
+                 prompter: Prompter | None = None) -> None:
         self.store = store
+        self.prompter = prompter
         self.settings = settings
         self.challenges = ChallengeStore(store.db)
         self.challenges.create()
@@ -113,18 +122,26 @@ class Verifier:
         now = self.clock()
         try:
             with self.store.db.transaction() as conn:
-                self._request(conn, payload, now=now, response_topic=response_topic,
-                              correlation=correlation)
+                admitted = self._request(conn, payload, now=now, response_topic=response_topic,
+                                         correlation=correlation)
         except StoreError as exc:
             # Not taken: the broker still redelivers if we never acknowledge, but paho
             # acknowledges after this returns, so say it plainly.
             log.error("verify: request not stored (%s); the application must retry", exc)
             return
+        if admitted is not None and admitted.prompt and self.prompter is not None:
+            # after the challenge is durable: the send queue takes its own transaction
+            refusal = self.prompter(f"verify-{admitted.id}", admitted.number,
+                                    self.settings.prompt_text)
+            if refusal is not None:
+                log.warning("verify: the prompt for challenge %s was not sent: %s",
+                            admitted.id, refusal)
         self._wake.set()
         self.on_result()
 
     def _request(self, conn: sqlite3.Connection, payload: bytes, *, now: float,
-                 response_topic: str | None, correlation: bytes | None) -> None:
+                 response_topic: str | None, correlation: bytes | None) -> _Request | None:
+        """Admit or reject one request; the admitted challenge (None: rejected, or a repeat)."""
         given_id: str | None = None
         given_number: str | None = None
         try:
@@ -133,14 +150,16 @@ class Verifier:
                 given_id = doc.get("id") if isinstance(doc.get("id"), str) else None
                 given_number = doc.get("number") if isinstance(doc.get("number"), str) else None
             req = self._parse(doc)
-            self._admit(conn, req, now=now, response_topic=response_topic,
-                        correlation=correlation)
+            if self._admit(conn, req, now=now, response_topic=response_topic,
+                           correlation=correlation):
+                return req
         except (RequestError, ValueError) as exc:
             reason = str(exc) if isinstance(exc, RequestError) else "the request is not JSON"
             log.info("verify: request %s rejected: %s", given_id or "(no id)", reason)
             self._result(conn, {"id": given_id, "number": given_number, "state": "rejected",
                                 "at": _iso(now), "error": reason},
                          response_topic=response_topic, correlation=correlation)
+        return None
 
     def _parse(self, doc: object) -> _Request:
         s = self.settings
@@ -171,12 +190,13 @@ class Verifier:
         prompt = doc.get("prompt", False)
         if not isinstance(prompt, bool):
             raise RequestError("prompt must be true or false")
-        if prompt:
-            raise RequestError("prompt needs sending ([send]), which this gateway does not do")
+        if prompt and self.prompter is None:
+            raise RequestError("prompt needs sending ([send] enabled = true)")
         return _Request(id=challenge_id, number=normalised, code=code, ttl=ttl, prompt=prompt)
 
     def _admit(self, conn: sqlite3.Connection, req: _Request, *, now: float,
-               response_topic: str | None, correlation: bytes | None) -> None:
+               response_topic: str | None, correlation: bytes | None) -> bool:
+        """True: a new challenge; False: the same request again, answered with its state."""
         s = self.settings
         existing = self.challenges.get(conn, req.id)
         if existing is not None:
@@ -188,7 +208,7 @@ class Verifier:
             # The same request again (a QoS 1 redelivery): say where it stands, change nothing.
             self._result(conn, self._document(existing, existing.state, now=now),
                          response_topic=response_topic, correlation=correlation)
-            return
+            return False
         if self.challenges.created_since(conn, req.number, now - 3600.0) >= s.max_per_number:
             raise RequestError(f"too many challenges for this number (at most "
                                f"{s.max_per_number} an hour)")
@@ -210,6 +230,7 @@ class Verifier:
         sealed = codes.seal(s.secret, salt, code) if req.code is None else None
         self._result(conn, doc, response_topic=response_topic, correlation=correlation,
                      sealed=(salt, sealed) if sealed else None)
+        return True
 
     # --- received SMS (pipeline thread) --------------------------------------------------------
 
