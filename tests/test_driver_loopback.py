@@ -87,6 +87,8 @@ def test_a_line_inside_every_answer_changes_nothing(tmp_path: Path, line: str) -
     try:
         with running(tmp_path, sim) as (driver, store):
             wait_until(driver.ready.is_set, what="ready")
+            # (RDY restarts the initialisation, which reads the identity again: let it settle)
+            wait_until(lambda: driver.state.identity.iccid is not None, what="identity read")
             ident = driver.state.identity
             assert (ident.imei, ident.imsi, ident.iccid) == (IMEI, sim.identity.imsi, ICCID)
             assert ident.manufacturer == "modemd" and ident.model == "Simulated GSM modem"

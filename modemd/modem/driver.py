@@ -185,6 +185,8 @@ class ModemDriver:
         self._next_sweep = 0.0
         self._next_health = 0.0
         self._beat = time.monotonic()  # the worker's last sign of life
+        # seconds without progress before the watchdog is told (a recovery ladder takes time)
+        self.stall_after = max(120.0, 4 * self.timeout + max_backoff)
         self._first_sync = False  # the sync after opening the port waits for a slow boot
         self._hooks: list[Callable[[ModemDriver], None]] = []
         # set by sending: status reports stored in SR are swept like messages
@@ -241,14 +243,14 @@ class ModemDriver:
         if not self._thread.is_alive():
             return f"modem {self.config.name}: worker thread ended"
         now = time.monotonic() if now is None else now
-        limit = max(120.0, 4 * self.timeout + self._max_backoff)
+        limit = self.stall_after
         session = self._session
         if session is not None and now - session.last_read_at < limit:
             return None if now - self._beat < 10 * limit else (
                 f"modem {self.config.name}: one command for {now - self._beat:.0f}s")
         idle = now - self._beat
         if idle > limit:
-            return (f"modem {self.config.name}: worker has not progressed for {idle:.0f}s "
+            return (f"modem {self.config.name}: worker stuck for {idle:.0f} s "
                     f"({self.state.phase.value})")
         return None
 
