@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from modemd.simulator import SimulatedModem
+from modemd.store import Store
 from tests.mosquitto import Mosquitto
 
 
@@ -31,6 +32,14 @@ def no_leaked_threads() -> Iterator[None]:
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     with Mosquitto(tmp_path / "mosquitto") as server:
         yield server
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh store in tmp_path/state, closed after the test."""
+    opened = Store(tmp_path / "state")
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

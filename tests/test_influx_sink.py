@@ -23,6 +23,7 @@ import pytest
 from modemd.sinks.base import Backoff
 from modemd.sinks.influx import InfluxSink, build_point, check_influx, line_of
 from modemd.store import Store
+from tests.helpers import wait_until
 from tests.victoriametrics import Sample, VictoriaMetrics, free_port
 
 pytestmark = pytest.mark.integration
@@ -73,13 +74,6 @@ def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
         yield server
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state")
-    yield s
-    s.close()
-
-
 def make_sink(store: Store, url: str, **kwargs: Any) -> InfluxSink:
     kwargs.setdefault("token", None)
     return InfluxSink(store, url=url, org="modemd", bucket="modemd", gateway_id=GATEWAY, **kwargs)
@@ -110,14 +104,6 @@ def drain(sink: InfluxSink) -> None:
         if not sink.run_once():
             return
     raise AssertionError("run_once kept asking for more")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def by_name(samples: list[Sample]) -> dict[str, list[Sample]]:
@@ -249,7 +235,7 @@ def test_outage_is_ridden_out_and_every_point_arrives(
     try:
         put(store, reading("PUMP00", sent_at="2026-11-25T09:00:00+00:00"))
         sink.wake()
-        wait_until(lambda: stats(store).pending == 0, 10, "the first reading")
+        wait_until(lambda: stats(store).pending == 0, 10, what="the first reading")
 
         vm.stop()
         outage_started = time.monotonic()
@@ -268,7 +254,7 @@ def test_outage_is_ridden_out_and_every_point_arrives(
         assert all(error and "cannot reach" in error for _, _, _, error in during)
 
         vm.start()  # same port, same data directory
-        wait_until(lambda: stats(store).pending == 0, 15, "the backlog after the restart")
+        wait_until(lambda: stats(store).pending == 0, 15, what="the backlog after the restart")
     finally:
         sink.stop()
     assert sink._thread is not None and not sink._thread.is_alive()

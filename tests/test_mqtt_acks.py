@@ -11,33 +11,16 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from modemd.sinks.mqtt import MqttSettings, MqttSink
 from modemd.store import Store
+from tests.helpers import wait_until
 from tests.mosquitto import Mosquitto
 from tests.mqtt_client import Recorder
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state")
-    yield s
-    s.close()
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def pending(store: Store) -> int:
@@ -63,7 +46,7 @@ def test_a_packet_id_reused_after_a_status_publication_waits_for_its_own_puback(
         recorder.wait_count("modemd/gw/status", 1)
         sms_row(store, 0)
         sink.wake()
-        wait_until(lambda: pending(store) == 0, 10, "the first row's PUBACK")
+        wait_until(lambda: pending(store) == 0, 10, what="the first row's PUBACK")
         time.sleep(0.2)  # every PUBACK of the non-row publications is in
         used = set(range(1, 8))  # the packet ids the publications so far took
 
@@ -81,7 +64,7 @@ def test_a_packet_id_reused_after_a_status_publication_waits_for_its_own_puback(
             assert 5 in used
         finally:
             os.kill(broker.proc.pid, signal.SIGCONT)
-        wait_until(lambda: pending(store) == 0, 10, "the row's own PUBACK")
+        wait_until(lambda: pending(store) == 0, 10, what="the row's own PUBACK")
         assert [m.json()["n"] for m in recorder.wait_count("modemd/gw/sms", 2)] == [0, 1]
     finally:
         sink.stop()

@@ -12,33 +12,17 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from modemd.sinks.mqtt import MqttSettings, MqttSink
 from modemd.store import Store
+from tests.helpers import wait_until
 from tests.mosquitto import Mosquitto
 from tests.mqtt_client import Recorder
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state")
-    yield s
-    s.close()
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def pending(store: Store) -> int:
@@ -71,7 +55,7 @@ def test_retained_device_state_expires_with_expire_after_over_mqtt5(
         put_reading(store, "DEAD", expire_after=1)
         put_reading(store, "FOREVER", expire_after=None)
         sink.wake()
-        wait_until(lambda: pending(store) == 0, 10, "both rows acknowledged")
+        wait_until(lambda: pending(store) == 0, 10, what="both rows acknowledged")
         assert retained_states(broker.port) == {"DEAD", "FOREVER"}
         time.sleep(1.6)
         # Home Assistant starting now must not see DEAD as alive.
@@ -90,7 +74,7 @@ def test_over_mqtt311_modemd_clears_an_expired_retained_state_itself(
         put_reading(store, "DEAD", expire_after=1)
         put_reading(store, "FOREVER", expire_after=None)
         sink.wake()
-        wait_until(lambda: pending(store) == 0, 10, "both rows acknowledged")
+        wait_until(lambda: pending(store) == 0, 10, what="both rows acknowledged")
         assert retained_states(broker.port) == {"DEAD", "FOREVER"}
         time.sleep(2.5)  # expiry, plus the sink's idle pass
         assert retained_states(broker.port) == {"FOREVER"}
@@ -165,7 +149,7 @@ def test_a_broker_without_mqtt5_still_gets_every_row(store: Store, broker: Mosqu
     try:
         put_reading(store, "P1", expire_after=60)
         sink.wake()
-        wait_until(lambda: pending(store) == 0, 20, "the row delivered over MQTT 3.1.1")
+        wait_until(lambda: pending(store) == 0, 20, what="the row delivered over MQTT 3.1.1")
         assert front.refused_v5 >= 1
         recorder.wait_count("modemd/gw/device/P1/state", 1)
         assert recorder.wait_count("modemd/gw/status", 1)[-1].payload == b"online"

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,6 @@ from tests.helpers import write_config
 from tests.mosquitto import Mosquitto, free_port, make_tls_files
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state")
-    yield s
-    s.close()
 
 
 def wait_for_state(store: Store, state: str, timeout: float = 20.0) -> dict[str, Any]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -12,13 +11,6 @@ from modemd.errors import StoreError
 from modemd.store import Store
 from modemd.store.committer import GroupCommitter
 from modemd.store.journal import CommitResult, Journal, RawEntry
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state")
-    yield store
-    store.close()
 
 
 def entry(i: int) -> RawEntry:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -38,13 +38,6 @@ class GatedJournal(Journal):
             raise StoreError("disk full (simulated)")
         self.batches.append(len(entries))
         return super().commit_many(entries)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state")
-    yield store
-    store.close()
 
 
 def run_bind(smsc: Smsc, journal: Journal, **settings: object) -> tuple[SmppBind,

@@ -61,13 +61,6 @@ def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
         yield server
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state")
-    yield s
-    s.close()
-
-
 def pipeline(store: Store) -> Pipeline:
     config = load_payload_config(tomllib.loads(RULES))
     return Pipeline(store, routes=[Route("influx", InfluxSink.kinds)],
