@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 
 from modemd.simulator import SimulatedModem
 from modemd.sms import SmsDeliver, assemble, decode_pdu
@@ -462,3 +463,36 @@ class WriteWatch:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+# --- fixtures the campaign test modules import (their broker keeps retained state across
+# restarts, their simulated modem has a small SIM) ------------------------------------------
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PersistentBroker]:
+    server = PersistentBroker(tmp_path / "mosquitto")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def smslog(broker: PersistentBroker) -> Iterator[SmsLog]:
+    log = SmsLog(broker.port)
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatedModem]:
+    modem = SimulatedModem(profile="generic", capacity=100)
+    modem.start()
+    try:
+        yield modem
+    finally:
+        modem.stop()

@@ -18,7 +18,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,12 @@ from modemd.daemon import Daemon
 from modemd.simulator import SimulatedModem
 from modemd.store import STORE_FILENAME, Store
 from modemd.store.journal import raw_id_for
-from tests.campaign import (
+from tests.campaign import (  # fixtures: see the next import  # noqa: F401  (fixtures used by name)
     Injected,
     PersistentBroker,
     SmsLog,
     WriteWatch,
+    broker,
     campaign_rng,
     conclude,
     fill_filesystem,
@@ -42,7 +42,9 @@ from tests.campaign import (
     left_on_sim,
     multipart_pdus,
     noise,
+    sim,
     small_filesystem,
+    smslog,
     tally,
     wait,
     wait_for_command,
@@ -51,35 +53,6 @@ from tests.helpers import DaemonProcess, load, on_sim, unique_pdus, write_config
 from tests.victoriametrics import VictoriaMetrics
 
 pytestmark = [pytest.mark.campaign, pytest.mark.integration]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PersistentBroker]:
-    server = PersistentBroker(tmp_path / "mosquitto")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def smslog(broker: PersistentBroker) -> Iterator[SmsLog]:
-    log = SmsLog(broker.port)
-    try:
-        yield log
-    finally:
-        log.close()
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatedModem]:
-    modem = SimulatedModem(profile="generic", capacity=100)
-    modem.start()
-    try:
-        yield modem
-    finally:
-        modem.stop()
 
 
 def config(tmp_path: Path, port: str, broker: PersistentBroker, *, state: Path | None = None,

@@ -7,7 +7,6 @@ results file that ``scripts/campaign`` renders as docs/reliability.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,13 +17,16 @@ from modemd.simulator import SimulatedModem
 from modemd.sms import SmsDeliver, assemble, decode_pdu
 from modemd.sms.encode import encode_deliver, encode_deliver_parts
 from modemd.store.journal import raw_id_for, set_id_for
-from tests.campaign import (
+from tests.campaign import (  # fixtures: see the next import  # noqa: F401  (fixtures used by name)
     DEADLETTER_TOPIC,
     Injected,
     PersistentBroker,
     SmsLog,
+    broker,
     campaign_rng,
     conclude,
+    sim,
+    smslog,
     tally,
     wait,
 )
@@ -45,35 +47,6 @@ text = "^(a|aa)+$"
 name = "t"
 type = "float"
 """
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PersistentBroker]:
-    server = PersistentBroker(tmp_path / "mosquitto")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def smslog(broker: PersistentBroker) -> Iterator[SmsLog]:
-    log = SmsLog(broker.port)
-    try:
-        yield log
-    finally:
-        log.close()
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatedModem]:
-    modem = SimulatedModem(profile="generic", capacity=100)
-    modem.start()
-    try:
-        yield modem
-    finally:
-        modem.stop()
 
 
 def run_daemon(tmp_path: Path, sim: SimulatedModem, broker: PersistentBroker, *,
