@@ -16,7 +16,7 @@ from modemd.at.answers import IMEI, NOTHING, Answer, entries, prefixed
 from modemd.at.events import ATEvent
 from modemd.at.responses import listing_entries, parse_entry_pdu, parse_entry_text
 from modemd.errors import ResponseParseError
-from modemd.modem.driver import ALL_LINE_PREFIX_URCS, ALL_URC_PREFIXES
+from modemd.modem.profiles import ALL_LINE_PREFIX_URCS, ALL_URC_PREFIXES
 
 OK = FinalResult(ResultKind.OK, None, "OK")
 PDU = "07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9EC37"

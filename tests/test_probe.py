@@ -23,7 +23,7 @@ from tests.helpers import unique_pdus
 
 IMEI = "867698041234567"
 IMSI = "262019876543210"
-ICCID = "8949020000012345678"
+ICCID = "8949020000012345670"  # a valid check digit
 
 
 MakeSim = Callable[..., SimulatedModem]
@@ -235,3 +235,16 @@ class CannedModem:
 def test_pin_retries_from_the_vendor_commands(answers: dict[str, str],
                                               expected: int | None) -> None:
     assert pin_retries(CannedModem(answers)) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("line", ["RDY", "UNDER-VOLTAGE WARNNING", "+XFOO: 1,2", "^XUNKNOWN: 7",
+                                  "+CLIP: \"+491701\",145", "^NWTIME: 26/12/01,11:00:00+04,00",
+                                  "MISSED_CALL: 11:02AM"])
+def test_lines_inside_answers_are_not_taken_for_the_identity(make_sim: MakeSim,
+                                                              line: str) -> None:
+    sim = make_sim(profile="quectel_ec25", quirks={"inside_answers": [line]})
+    _, out = run_probe(sim.port, "--json")
+    data = json.loads(out)
+    assert (data["imei"], data["imsi"], data["iccid"]) == (IMEI, IMSI, ICCID), data
+    assert data["manufacturer"] == "Quectel" and line not in (data["model"] or "")
+    assert data["revision"] is None or line not in data["revision"]

@@ -26,7 +26,7 @@ from typing import Final, TextIO
 from modemd.at.events import FinalResult, Garbage, Urc
 from modemd.cli_support import terminal_safe
 from modemd.errors import CommandFailed, CommandTimeout, TransportError
-from modemd.modem.probe import ALL_URC_PREFIXES
+from modemd.modem.profiles import ALL_LINE_PREFIX_URCS, ALL_URC_PREFIXES
 from modemd.modem.session import ATSession, Response
 from modemd.transport import SerialTransport
 
@@ -349,7 +349,8 @@ def run_console(
     if transport is None:
         return EXIT_NO_PORT
     session = ATSession(transport, on_urc=printer.urc, on_garbage=printer.garbage,
-                        urc_prefixes=ALL_URC_PREFIXES, name=f"console:{port}")
+                        urc_prefixes=ALL_URC_PREFIXES, line_prefix_urcs=ALL_LINE_PREFIX_URCS,
+                        name=f"console:{port}")
     session.start()
     try:
         if command is not None:

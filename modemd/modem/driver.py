@@ -31,9 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from modemd.at import responses as at
-from modemd.at.answers import IMEI, IMSI, NOTHING, Answer, bare, prefixed
+from modemd.at.answers import IMEI, IMSI, NOTHING, Answer, prefixed
 from modemd.at.events import Garbage, ResultKind, Urc
-from modemd.at.parser import DEFAULT_URC_PREFIXES
 from modemd.backoff import Backoff
 from modemd.config import ModemConfig
 from modemd.errors import (
@@ -44,10 +43,12 @@ from modemd.errors import (
     StoreError,
     TransportError,
 )
+from modemd.modem import queries
 from modemd.modem.identity import read_iccid, read_imei
 from modemd.modem.profiles import (
+    ALL_LINE_PREFIX_URCS,
+    ALL_URC_PREFIXES,
     GENERIC,
-    PROFILES,
     ModemProfile,
     detect_profile,
     meaning_of,
@@ -64,11 +65,6 @@ log = logging.getLogger(__name__)
 
 # Every vendor URC any profile knows: the parser must recognise them before the profile is
 # known (a ^RSSI can arrive in the middle of the very first command).
-ALL_URC_PREFIXES = tuple(
-    dict.fromkeys([*DEFAULT_URC_PREFIXES, *(u for p in PROFILES for u in p.extra_urcs),
-                   *(e.name for p in PROFILES for e in p.events)])
-)
-ALL_LINE_PREFIX_URCS = tuple(dict.fromkeys(u for p in PROFILES for u in p.line_prefix_urcs))
 
 
 # Put on the URC queue to end the worker's idle wait at once (a send was queued).
@@ -76,7 +72,6 @@ _WAKE = Urc("")
 
 # Broadcast and status-report storages hold no SMS-DELIVER for us to sweep.
 _NOT_MESSAGE_STORAGES = frozenset({"BM", "SR"})
-_ICCID_ANSWER = r'"?[0-9A-Fa-f]{18,22}"?'
 _VALID_PIN = re.compile(r"\d{4,8}", re.ASCII)
 
 #: +CME ERROR codes to AT+CPIN? (3GPP TS 27.007 9.2.1) that mean the SIM cannot be used;
@@ -556,22 +551,21 @@ class ModemDriver:
         return None
 
     def _identify_modem(self) -> None:
-        manufacturer = self._value("AT+CGMI", prefixed("+CGMI", free_text=True))
-        model = self._value("AT+CGMM", prefixed("+CGMM", free_text=True))
+        manufacturer = self._value("AT+CGMI", queries.MANUFACTURER)
+        model = self._value("AT+CGMM", queries.MODEL)
         self.profile = self._forced_profile or detect_profile(manufacturer, model)
         self.state.profile = self.profile.name
         self.state.identity = ModemIdentity(
             manufacturer=manufacturer,
             model=model,
-            revision=self._value("AT+CGMR", prefixed("+CGMR", free_text=True)),
+            revision=self._value("AT+CGMR", queries.REVISION),
             imei=read_imei(self._value("AT+CGSN", IMEI)),
         )
 
     def _identify_sim(self) -> None:
         iccid_answer = ""
         for command, prefix in self.profile.iccid_commands:
-            answer = bare(_ICCID_ANSWER, prefix) if prefix else bare(_ICCID_ANSWER)
-            iccid_answer = self._value(command, answer)
+            iccid_answer = self._value(command, queries.iccid_answer(prefix))
             if iccid_answer:
                 break
         iccid = read_iccid(iccid_answer)

@@ -23,11 +23,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modemd.at import responses as at
+from modemd.at.answers import Answer
 from modemd.at.events import Garbage, Urc
-from modemd.at.parser import DEFAULT_URC_PREFIXES
 from modemd.errors import ATError, CommandFailed, CommandTimeout, TransportError
+from modemd.modem import queries
+from modemd.modem.identity import read_iccid
 from modemd.modem.modemmanager import modemmanager_warning
-from modemd.modem.profiles import PIN_RETRY_QUERIES, PROFILES, detect_profile
+from modemd.modem.profiles import (
+    ALL_LINE_PREFIX_URCS,
+    ALL_URC_PREFIXES,
+    PIN_RETRY_QUERIES,
+    detect_profile,
+)
 from modemd.modem.session import ATSession, Response
 from modemd.transport import SerialTransport
 from modemd.transport.port_users import MODEMMANAGER, MODEMMANAGER_FIX, users_of
@@ -41,10 +48,6 @@ HILINK_USB_IDS: dict[str, str] = {
     "12d1:1f01": "CD-ROM / storage mode, not yet switched by usb_modeswitch",
 }
 
-#: every URC any profile knows: a vendor URC must not be taken for a command's answer
-ALL_URC_PREFIXES: tuple[str, ...] = tuple(
-    dict.fromkeys([*DEFAULT_URC_PREFIXES, *(u for p in PROFILES for u in p.extra_urcs)])
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ class ProbeReport:
     imei: str | None = None
     imsi: str | None = None
     iccid: str | None = None
+    iccid_problem: str | None = None  # what the modem said that is no ICCID (not shown as one)
     profile: str | None = None
     profile_title: str | None = None
     sim: str | None = None  # AT+CPIN? answer: READY, SIM PIN, SIM PUK, NOT INSERTED ...
@@ -129,7 +133,8 @@ class ProbeReport:
                 sim += " (PIN entered by the probe)"
             row("SIM", sim)
             row("IMSI", self.imsi)
-            row("ICCID", self.iccid)
+            row("ICCID", self.iccid or (f"unreadable: {self.iccid_problem}"
+                                        if self.iccid_problem else None))
             if self.registration is not None:
                 detail = ", ".join(f"{k.lstrip('+')} {v}" for k, v in self.registrations.items())
                 network = self.registration.replace("_", " ")
@@ -433,11 +438,16 @@ class _Prober:
         self.session = session
         self.timeout = timeout
 
-    def cmd(self, command: str, prefix: str = "") -> Response | None:
-        """The answer, or None when the modem says ERROR (not supported, SIM not ready ...)."""
+    def cmd(self, command: str, prefix: str = "", *,
+            answer: Answer | None = None) -> Response | None:
+        """The answer, or None when the modem says ERROR (not supported, SIM not ready ...).
+
+        The answer is framed as the driver frames it (modemd.modem.queries): lines that do
+        not fit it are unsolicited, never part of what the probe reports.
+        """
         try:
             return self.session.execute(command, timeout=self.timeout,
-                                        response_prefixes=(prefix,) if prefix else ())
+                                        answer=answer or queries.answer_for(command, prefix))
         except CommandFailed:
             return None
 
@@ -445,12 +455,13 @@ class _Prober:
         """Like :meth:`cmd`, with the +CME/+CMS error code when it failed."""
         try:
             return self.session.execute(command, timeout=self.timeout,
-                                        response_prefixes=(prefix,) if prefix else ()), None
+                                        answer=queries.answer_for(command, prefix)), None
         except CommandFailed as exc:
             return None, exc.code if exc.code is not None else -1
 
-    def value(self, command: str, prefix: str = "") -> str | None:
-        response = self.cmd(command, prefix)
+    def value(self, command: str, prefix: str = "", *,
+              answer: Answer | None = None) -> str | None:
+        response = self.cmd(command, prefix, answer=answer)
         if response is None:
             return None
         for line in response.lines:
@@ -502,7 +513,8 @@ def probe_port(
     garbage: list[Garbage] = []
     urcs: list[Urc] = []
     session = ATSession(transport, on_urc=urcs.append, on_garbage=garbage.append,
-                        urc_prefixes=ALL_URC_PREFIXES, name=f"probe:{port}")
+                        urc_prefixes=ALL_URC_PREFIXES, line_prefix_urcs=ALL_LINE_PREFIX_URCS,
+                        name=f"probe:{port}")
     session.start()
     try:
         _probe(_Prober(session, timeout), report, problems, pin=pin, garbage=garbage,
@@ -586,10 +598,14 @@ def _probe(p: _Prober, report: dict[str, Any], problems: list[Diagnosis], *, pin
     if sim == "READY":
         report["imsi"] = p.value("AT+CIMI", "+CIMI")
     for command, prefix in profile.iccid_commands:
-        iccid = p.value(command, prefix) if prefix else p.value(command)
-        if iccid and iccid.upper().rstrip("F").isdigit():
-            report["iccid"] = iccid.upper().rstrip("F")
+        answer = p.value(command, prefix, answer=queries.iccid_answer(prefix))
+        if not answer:
+            continue
+        iccid = read_iccid(answer)  # as the driver reads it: swapped nibbles, Luhn digit
+        if iccid.value is not None:
+            report["iccid"] = iccid.value
             break
+        report["iccid_problem"] = iccid.problem
 
     cfun_text = p.value("AT+CFUN?", "+CFUN")
     cfun = None

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from modemd.at.parser import DEFAULT_URC_PREFIXES
 from modemd.modem.usb_ids import usb_ids_of
 
 EventMeaning = Literal[
@@ -291,3 +292,13 @@ def detect_profile(manufacturer: str, model: str) -> ModemProfile:
         if profile.matches(manufacturer, model):
             return profile
     return GENERIC
+
+
+# Every vendor URC any profile knows: the parser must recognise them before the profile is
+# known (a ^RSSI can arrive in the middle of the very first command). Driver and probe alike.
+ALL_URC_PREFIXES: tuple[str, ...] = tuple(
+    dict.fromkeys([*DEFAULT_URC_PREFIXES, *(u for p in PROFILES for u in p.extra_urcs),
+                   *(e.name for p in PROFILES for e in p.events)])
+)
+ALL_LINE_PREFIX_URCS: tuple[str, ...] = tuple(
+    dict.fromkeys(u for p in PROFILES for u in p.line_prefix_urcs))
