@@ -156,7 +156,8 @@ class HomeAssistant:
         self.starts += 1
         out = (self.config_dir / f"hass-stdout-{self.starts}.log").open("ab")
         self.proc = subprocess.Popen(
-            [str(self.hass), "-c", str(self.config_dir), "--log-no-color"],
+            [str(self.hass.parent / "python"), str(Path(__file__).with_name("ha_launch.py")),
+             "-c", str(self.config_dir), "--log-no-color"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         out.close()
@@ -178,6 +179,15 @@ class HomeAssistant:
             raise HAError(f"Home Assistant did not answer on {self.url} within {timeout:.0f} s")
         if self.token is not None:
             self.wait_running(timeout=max(60.0, deadline - time.monotonic()))
+
+    def exposed_sockets(self) -> list[str]:
+        """Home Assistant's listening/bound sockets that are not on 127.0.0.1 (``ss``)."""
+        if self.proc is None:
+            return []
+        found = subprocess.run(["ss", "-H", "-lntup"], capture_output=True, text=True,
+                               check=False).stdout.splitlines()
+        mine = [line for line in found if f"pid={self.proc.pid}," in line]
+        return [line for line in mine if line.split()[4].rsplit(":", 1)[0] != "127.0.0.1"]
 
     def wait_running(self, timeout: float = 300.0) -> None:
         deadline = time.monotonic() + timeout

@@ -68,27 +68,31 @@ manufacturer = "modemd interop"
 """
 
 # What a reading of each device must show: field -> (state, unit, device_class).
+Expect = dict[str, tuple[str, str | None, str | None]]
 PUMP01_FULL = "ID=PUMP01;BAT=3.71;T=21.5;P=2.4;RUN=1;ERR=1"
-PUMP01_EXPECT = {"battery": ("3.71", "V", "voltage"),
-                 "temperature": ("21.5", "°C", "temperature"),
-                 "pressure": ("2.4", "bar", "pressure"),
-                 "running": ("on", None, "running"),
-                 "error": ("dry_run", None, "enum")}
+PUMP01_EXPECT: Expect = {
+    "battery": ("3.71", "V", "voltage"), "temperature": ("21.5", "°C", "temperature"),
+    "pressure": ("2.4", "bar", "pressure"), "running": ("on", None, "running"),
+    "error": ("dry_run", None, "enum")}
 PUMP02_FULL = "ID=PUMP02;BAT=3.80;T=19.0;P=1.9;RUN=0;ERR=0"
-PUMP02_EXPECT = {"battery": ("3.8", "V", "voltage"), "running": ("off", None, "running"),
-                 "error": ("ok", None, "enum")}
+PUMP02_EXPECT: Expect = {
+    "battery": ("3.8", "V", "voltage"), "running": ("off", None, "running"),
+    "error": ("ok", None, "enum")}
 METER_PAYLOAD = bytes.fromhex("39300000780065085a01")
-METER_EXPECT = {"volume": ("12345", "L", "water"), "flow": ("120", "L/h", "volume_flow_rate"),
-                "temperature": ("21.49", "°C", "temperature"), "battery": ("90", "%", "battery"),
-                "flags": ("1", None, None), "leak": ("on", None, "moisture"),
-                "tamper": ("off", None, "tamper"), "reverse_flow": ("off", None, None)}
+METER_EXPECT: Expect = {
+    "volume": ("12345", "L", "water"), "flow": ("120", "L/h", "volume_flow_rate"),
+    "temperature": ("21.49", "°C", "temperature"), "battery": ("90", "%", "battery"),
+    "flags": ("1", None, None), "leak": ("on", None, "moisture"),
+    "tamper": ("off", None, "tamper"), "reverse_flow": ("off", None, None)}
 TRACKER_TEXT = "TRK7,52.5200,13.4050,34.2,87,1"
-TRACKER_EXPECT = {"latitude": ("52.52", "°", None), "longitude": ("13.405", "°", None),
-                  "speed": ("34.2", "km/h", "speed"), "battery": ("87", "%", "battery"),
-                  "gps_fix": ("on", None, None)}
+TRACKER_EXPECT: Expect = {
+    "latitude": ("52.52", "°", None), "longitude": ("13.405", "°", None),
+    "speed": ("34.2", "km/h", "speed"), "battery": ("87", "%", "battery"),
+    "gps_fix": ("on", None, None)}
 OPT_FULL = "DEV=OPT1;V=1.5;D=1;M=1"
-OPT_EXPECT = {"level": ("1.5", "V", "voltage"), "door": ("on", None, "door"),
-              "mode": ("busy", None, "enum")}
+OPT_EXPECT: Expect = {
+    "level": ("1.5", "V", "voltage"), "door": ("on", None, "door"),
+    "mode": ("busy", None, "enum")}
 DEVICE_META = {"PUMP01": ("Borehole pump 1", "Acme Pumps", "PC-200"),
                "PUMP02": ("Borehole pump 2", "Acme Pumps", "PC-200"),
                "WM-0042": ("Water meter, building 3", "Example Metering", "HydroCount 9"),
@@ -318,6 +322,9 @@ class Run:
         self.ha.write_config()
         self.ha.start()
         self.ha.onboard()
+        exposed = self.ha.exposed_sockets()
+        if exposed:
+            raise RuntimeError("Home Assistant listens beyond 127.0.0.1: " + "; ".join(exposed))
         self.ha_version = self.ha.version()
         self.log(f"Home Assistant {self.ha_version} onboarded; adding the MQTT integration")
         self.ha.add_mqtt(self.broker.port)
@@ -352,8 +359,7 @@ def field_uid(device: str, name: str) -> str:
     return f"modemd_{GW}_{device}_{name}"
 
 
-def compare_fields(run: Run, device: str, expect: dict[str, tuple[str, str | None, str | None]],
-                   ) -> str:
+def compare_fields(run: Run, device: str, expect: Expect) -> str:
     reg = run.registry()
     states = {s["entity_id"]: s for s in run.ha.states()}
     problems, seen = [], {}
