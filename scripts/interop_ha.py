@@ -255,10 +255,18 @@ class Run:
     # -- Home Assistant views -------------------------------------------------------------
 
     def registry(self) -> dict[str, dict[str, Any]]:
-        """unique_id -> entity registry entry, for modemd's MQTT entities."""
-        return {e["unique_id"]: e for e in self.ha.entity_registry()
-                if e.get("platform") == "mqtt" and str(e.get("unique_id", "")).startswith(
-                    "modemd")}
+        """unique_id -> entity registry entry, for modemd's MQTT entities.
+
+        Field entities are keyed ``modemd_<gw>_<device>_<field>`` whichever form modemd
+        sends (that one, or ``modemd/<gw>/<device>/<field>``, which cannot collide)."""
+        found = {}
+        for entry in self.ha.entity_registry():
+            uid = str(entry.get("unique_id", ""))
+            if entry.get("platform") != "mqtt" or not uid.startswith("modemd"):
+                continue
+            parts = uid.split("/")
+            found["_".join(parts) if len(parts) == 4 else uid] = entry
+        return found
 
     def devices(self) -> dict[str, dict[str, Any]]:
         """modemd identifier -> device registry entry."""
