@@ -676,26 +676,26 @@ def check_rule_removed(run: Run, device: str, uids: list[str]) -> str:
     return f"{len(uids)} entities and the device removed"
 
 
-def check_field_removed_at_restart(run: Run, uid: str) -> str:
-    if wait_for(lambda: uid not in run.registry(), 20):
+def check_fields_removed_at_restart(run: Run, uids: list[str]) -> str:
+    if wait_for(lambda: not any(u in run.registry() for u in uids), 20):
         return "removed at modemd's start, without a new SMS"
-    raise Failed("still registered 20 s after modemd's restart (removed only at the "
-                 "device's next reading?)")
+    raise Failed(f"still registered 20 s after modemd's restart: "
+                 f"{[u for u in uids if u in run.registry()]} (removed only at the device's "
+                 "next reading?)")
 
 
-def check_field_removed_after_reading(run: Run, uid: str) -> str:
+def check_field_removed_after_reading(run: Run, device: str, sender: str, text: str,
+                                      uid: str) -> str:
     if uid in run.registry():
-        count = len(run.recorder.on(f"modemd/{GW}/device/PUMP01/state"))  # type: ignore[union-attr]
-        run.sms("+4915112345678", PUMP01_FULL)
-        run.wait_device_state("PUMP01", count + 1)
+        count = len(run.recorder.on(f"modemd/{GW}/device/{device}/state"))  # type: ignore[union-attr]
+        run.sms(sender, text)
+        run.wait_device_state(device, count + 1)
     if wait_for(lambda: uid not in run.registry(), 30):
         return "removed"
     raise Failed("still registered after the device's next reading")
 
 
 def check_expired(run: Run, uids: list[str], expire_after: int) -> str:
-    time.sleep(expire_after + 5)
-
     def not_expired() -> dict[str, str]:
         return {u: (run.state_of(u) or {}).get("state", "?") for u in uids
                 if (run.state_of(u) or {}).get("state") != UNAVAILABLE}
@@ -705,9 +705,7 @@ def check_expired(run: Run, uids: list[str], expire_after: int) -> str:
     return f"{len(uids)} entities unavailable after {expire_after} s without a reading"
 
 
-def check_expired_after_restart(run: Run, uids: list[str]) -> str:
-    run.restart_ha()
-    time.sleep(10)  # retained state arrives within a second of HA's subscription
+def check_still_expired(run: Run, uids: list[str]) -> str:
     states = {u: (run.state_of(u) or {}).get("state") for u in uids}
     alive = {u: s for u, s in states.items() if s != UNAVAILABLE}
     if alive:
@@ -904,25 +902,39 @@ def scenario(run: Run) -> None:
               lambda: check_rule_removed(run, "WM-0042", meter_uids))
     run.check("removed device's retained state cleared",
               lambda: check_state_cleared(run, "WM-0042"))
+    pressure = [field_uid(d, "pressure") for d in ("PUMP01", "PUMP02")]
     run.check("field removed (pressure): gone at restart without SMS",
-              lambda: check_field_removed_at_restart(run, field_uid("PUMP01", "pressure")))
-    run.check("field removed (pressure): gone after the next reading",
-              lambda: check_field_removed_after_reading(run, field_uid("PUMP01", "pressure")))
+              lambda: check_fields_removed_at_restart(run, pressure))
+    run.check("field removed (pressure): gone after the next reading (PUMP02)",
+              lambda: check_field_removed_after_reading(
+                  run, "PUMP02", "+4916098765432", PUMP02_FULL.replace("BAT=3.80", "BAT=3.78"),
+                  pressure[1]))
+    # PUMP02 reports under the new, short expire_after; PUMP01's last reading came under the
+    # old one (7200 s): a user who shortens expire_after expects it to count from then on.
     count = len(run.recorder.on(f"modemd/{GW}/device/PUMP02/state"))  # type: ignore[union-attr]
     run.sms("+4916098765432", PUMP02_FULL.replace("BAT=3.80", "BAT=3.79"))
     run.wait_device_state("PUMP02", count + 1)
-    pump_uids = [field_uid(d, n) for d in ("PUMP01", "PUMP02")
-                 for n in ("battery", "temperature", "running", "error")]
-    wait_for(lambda: (run.state_of(field_uid("PUMP02", "battery")) or {}).get("state")
-             == "3.79", 20)
-    run.check(f"expire_after ({args.expire_after} s): pump entities unavailable",
-              lambda: check_expired(run, pump_uids, args.expire_after))
-    run.check("expired device stays unavailable after HA restarts",
-              lambda: check_expired_after_restart(run, pump_uids))
+    fresh = [field_uid("PUMP02", n) for n in ("battery", "temperature", "running", "error")]
+    older = [field_uid("PUMP01", n) for n in ("battery", "temperature", "running", "error")]
+    wait_for(lambda: (run.state_of(fresh[0]) or {}).get("state") == "3.79", 20)
+    time.sleep(args.expire_after + 5)
+    run.check(f"expire_after ({args.expire_after} s): silent device (PUMP02) unavailable",
+              lambda: check_expired(run, fresh, args.expire_after))
+    run.check("expire_after shortened in the config: older device (PUMP01) unavailable",
+              lambda: check_expired(run, older, args.expire_after))
+    try:
+        run.restart_ha()
+        time.sleep(10)  # retained state arrives within a second of HA's subscription
+    except (HAError, OSError) as exc:
+        print(f"Home Assistant restart failed: {exc}", flush=True)
+    run.check("HA restarted: expired device (PUMP02) stays unavailable",
+              lambda: check_still_expired(run, fresh))
+    run.check("HA restarted: device expired by the shortened expire_after (PUMP01) stays "
+              "unavailable", lambda: check_still_expired(run, older))
 
     print("\ndiscovery at every (re)connect", flush=True)
     configured = [u for u in run.registry() if u not in meter_uids
-                  and u != field_uid("PUMP01", "pressure")]
+                  and u not in pressure]
     expected_configs = set(retained_snapshot(run, "homeassistant/#"))
     run.check("HA birth message: every entity announced without a new SMS",
               lambda: check_birth(run, configured))
