@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -134,8 +135,9 @@ class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.dir: Path = Path(args.cache) / "runs" / stamp
-        self.dir.mkdir(parents=True)
+        runs = Path(args.cache) / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        self.dir: Path = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=runs))
         self.checks: list[Check] = []
         self.broker = Mosquitto(self.dir / "mosquitto")
         self.ha = HomeAssistant(Path(args.hass), self.dir / "ha-config", free_port())
@@ -992,6 +994,15 @@ def write_results(run: Run, path: Path, setup_error: str | None) -> None:
     }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def markdown_table(checks: list[Check]) -> str:
+    """The checks as a Markdown table (for docs/interop-ha.md)."""
+    rows = ["| check | result | detail |", "|---|---|---|"]
+    for c in checks:
+        detail = c.detail.replace("|", "\\|")
+        rows.append(f"| {c.name} | {c.status} | {detail[:220]} |")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hass", required=True, help="the hass executable of the HA venv")
@@ -1021,6 +1032,7 @@ def main() -> int:
     if run.checks:
         print_table(run)
     write_results(run, results, setup_error)
+    (run.dir / "results.md").write_text(markdown_table(run.checks), encoding="utf-8")
     print(f"results: {results}\nlogs: {run.dir}")
     if setup_error is not None:
         return 2
