@@ -832,8 +832,23 @@ def check_log(run: Run) -> str:
 # --- the scenario ------------------------------------------------------------------------
 
 
+def check_announced_before_sms(run: Run) -> str:
+    """A device of ``[devices]`` whose numbers match a rule's senders: its entities exist before
+    it ever reports (discovery at connect), showing no value yet."""
+    uids = [field_uid("PUMP02", n) for n in PUMP02_EXPECT]
+    if not wait_for(lambda: all(u in run.registry() for u in uids), 15):
+        raise NotPresent("PUMP02 has no entities before its first SMS")
+    states = {u: (run.state_of(u) or {}).get("state") for u in uids}
+    shown = {u: s for u, s in states.items() if s not in ("unknown", UNAVAILABLE)}
+    if shown:
+        raise Failed(f"entities of a device that never reported show values: {shown}")
+    return f"{len(uids)} entities, no value yet"
+
+
 def scenario(run: Run) -> None:
     args = run.args
+    run.check("configured device (PUMP02) announced before any SMS",
+              lambda: check_announced_before_sms(run))
     run.sms("+4915112345678", PUMP01_FULL)
     run.sms("+4916098765432", PUMP02_FULL)
     run.sms("+4917012345678", data=METER_PAYLOAD, port=4711)
@@ -980,6 +995,19 @@ def git_revision() -> str:
     return found.stdout.strip()
 
 
+def user_arguments(argv: list[str]) -> list[str]:
+    """*argv* without the --hass/--cache that scripts/interop-ha adds itself."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--hass", "--cache"):
+            skip = True
+        elif not arg.startswith(("--hass=", "--cache=")):
+            kept.append(arg)
+    return kept
+
+
 def write_results(run: Run, path: Path, setup_error: str | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
@@ -987,7 +1015,7 @@ def write_results(run: Run, path: Path, setup_error: str | None) -> None:
         "home_assistant": run.ha_version,
         "modemd": modemd_version(),
         "git": git_revision(),
-        "command": " ".join(["scripts/interop-ha", *sys.argv[1:]]),
+        "command": " ".join(["scripts/interop-ha", *user_arguments(sys.argv[1:])]),
         "run_dir": str(run.dir),
         "setup_error": setup_error,
         "checks": [asdict(c) for c in run.checks],
