@@ -55,8 +55,10 @@ _SOUND_PRESSURE = frozenset({"dB", "dBA"})
 _SPEED = frozenset({"Beaufort", "ft/s", "in/s", "m/s", "km/h", "kn", "mph", "mm/s"})
 _TEMPERATURE = frozenset({"°C", "°F", "K"})
 _VOLTAGE = frozenset({"µV", "mV", "V", "kV", "MV"})
-_VOLUME_FLOW_RATE = frozenset({"m³/h", "m³/s", "ft³/min", "L/h", "L/min", "L/s", "gal/min",
-                               "mL/s"})
+# What Home Assistant 2025.4.4 takes, as seen running it (scripts/interop-ha): it refuses
+# L/h ("not valid together with device class volume_flow_rate"); L/h, L/s and m³/s are
+# later additions.
+_VOLUME_FLOW_RATE = frozenset({"m³/h", "ft³/min", "L/min", "gal/min", "mL/s"})
 _MASS = frozenset({"g", "kg", "mg", "µg", "oz", "lb", "st"})
 _UG_M3 = frozenset({"µg/m³"})
 _PPM = frozenset({"ppm"})
