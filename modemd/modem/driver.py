@@ -186,7 +186,8 @@ class ModemDriver:
         self._degraded: str | None = None  # what works, but not as configured
         self._sweep_due = 0.0
         self._health_due = 0.0
-        self._beat = time.monotonic()  # the worker's last sign of life
+        self._beat = time.monotonic()  # the worker's last sign of life (or its idle wait's end)
+        self.stall_after: float | None = None  # seconds without progress that mean stuck
         self._first_sync = False  # the sync after opening the port waits for a slow boot
         self._hooks: list[Callable[[ModemDriver], None]] = []
         self._hook_due: list[Callable[[], float] | None] = []
@@ -275,14 +276,14 @@ class ModemDriver:
         if not self._thread.is_alive():
             return f"modem {self.config.name}: worker thread ended"
         now = time.monotonic() if now is None else now
-        limit = max(120.0, 4 * self.timeout + self._max_backoff)
+        limit = self.stall_after or max(120.0, 4 * self.timeout + self._max_backoff)
         session = self._session
         if session is not None and now - session.last_read_at < limit:
             return None if now - self._beat < 10 * limit else (
                 f"modem {self.config.name}: one command for {now - self._beat:.0f}s")
         idle = now - self._beat
         if idle > limit:
-            return (f"modem {self.config.name}: worker has not progressed for {idle:.0f}s "
+            return (f"modem {self.config.name}: worker stuck: no progress for {idle:.0f}s "
                     f"({self.state.phase.value})")
         return None
 
@@ -716,10 +717,13 @@ class ModemDriver:
             session = self._session
             if session is None or session.dead.is_set():
                 raise TransportError("port lost", port=self.state.port)
+            wait = self._idle_wait()
+            self._beat = time.monotonic() + wait  # waiting idle is not being stuck
             try:
-                urc = self._urcs.get(timeout=self._idle_wait())
+                urc = self._urcs.get(timeout=wait)
             except queue.Empty:
                 urc = None
+            self._beat = time.monotonic()
             try:
                 if urc is not None and urc is not _WAKE:
                     self._handle_urc(urc)
