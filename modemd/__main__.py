@@ -1,3 +1,3 @@
-from modemd.cli import main
+from modemd.launch import main
 
 main()

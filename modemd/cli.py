@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import os
-import signal
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +15,6 @@ from modemd.cli_support import (
     check_baudrate,
     check_new_file_parent,
     check_tcp_port,
-    describe_os_error,
     fail,
     parse_hex,
     positive_seconds,
@@ -27,9 +22,10 @@ from modemd.cli_support import (
     terminal_safe,
 )
 from modemd.config import DEFAULT_CONFIG_PATH, Config, load_config
-from modemd.errors import ConfigError, DecodeError, ModemdError, PayloadError
+from modemd.errors import ConfigError, DecodeError, PayloadError
+from modemd.launch import setup_logging
 from modemd.send.cli import sms_app
-from modemd.store_cli import needs_a_person, store_app
+from modemd.store_cli import store_app
 
 app = typer.Typer(
     name="modemd",
@@ -49,15 +45,6 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Config file (TOML).", envvar="MODEMD_CONFIG")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def setup_logging(level: str = "INFO") -> None:
-    # Under systemd the journal adds the time; elsewhere people want it.
-    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_journal else \
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt,
-                        stream=sys.stdout, force=True)
 
 
 def _load(path: Path) -> Config:
@@ -96,40 +83,9 @@ def run(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = "INFO",
 ) -> None:
     """Run the daemon in the foreground (systemd runs this)."""
-    setup_logging(log_level)
-    cfg = _load(config)
-    from modemd import config_checks
+    from modemd.launch import run_daemon  # also reached without typer: modemd/launch.py
 
-    for key, message in config_checks.warnings(cfg):  # also in the journal, not only in check
-        logging.getLogger("modemd").warning("config %s: %s", key, message)
-    from modemd.daemon import Daemon
-    from modemd.modem.discovery import find_port_by_identity
-
-    daemon = Daemon(cfg, port_resolver=find_port_by_identity)
-    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
-    try:
-        daemon.start()
-    except ModemdError as exc:
-        typer.echo(f"modemd cannot start: {exc}", err=True)
-        daemon.stop()
-        # 2: the config (or the store's version) must change, the unit does not restart;
-        # 1: worth another try
-        raise typer.Exit(2 if isinstance(exc, ConfigError) or needs_a_person(exc) else 1
-                         ) from None
-    except (OSError, sqlite3.Error) as exc:  # the state dir cannot be made, is read-only ...
-        detail = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-        typer.echo(f"modemd cannot start: the store in {cfg.gateway.state_dir}: {detail}",
-                   err=True)
-        daemon.stop()
-        raise typer.Exit(1) from None
-    try:
-        daemon.run_forever()
-    finally:
-        daemon.stop()
-    if daemon.failure:
-        typer.echo(f"modemd stopped: {daemon.failure}", err=True)
-        raise typer.Exit(1)
+    run_daemon(config, log_level)
 
 
 # --- config -----------------------------------------------------------------------------------

@@ -19,8 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final, NoReturn
 
-import typer
-
 from modemd.errors import ConfigError, ModemdError
 
 EXIT_OK: Final = 0
@@ -34,6 +32,8 @@ log = logging.getLogger("modemd.cli")
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print ``message`` on stderr and leave with ``code``."""
+    import typer
+
     typer.echo(message, err=True)
     raise typer.Exit(code)
 
@@ -51,18 +51,24 @@ def describe_os_error(exc: OSError) -> str:
 def check_baudrate(value: int) -> int:
     if value not in STANDARD_BAUD_RATES:
         rates = ", ".join(str(r) for r in STANDARD_BAUD_RATES)
+        import typer
+
         raise typer.BadParameter(f"{value} is not a standard baud rate ({rates})")
     return value
 
 
 def positive_seconds(value: float) -> float:
     if not 0 < value <= 86400:  # NaN fails too
+        import typer
+
         raise typer.BadParameter(f"{value:g} must be more than 0 and at most 86400 seconds")
     return value
 
 
 def check_tcp_port(value: int) -> int:
     if not 1 <= value <= 65535:
+        import typer
+
         raise typer.BadParameter(f"{value} is not a TCP port (1-65535)")
     return value
 
@@ -154,18 +160,24 @@ def run_guarded(app: Callable[[], object], argv: list[str] | None = None) -> NoR
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(EXIT_FAILURE)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        _say("interrupted")
         sys.exit(130)
     except Exception as exc:  # the last resort, on purpose
         code, message = _classify(exc)
         log.debug("unhandled exception", exc_info=exc)
         if debug_requested(args):
             traceback.print_exception(exc, file=sys.stderr)
-        typer.echo(f"modemd: {message}", err=True)
+        _say(f"modemd: {message}")
         if not debug_requested(args):
-            typer.echo("(run with `modemd --debug ...` for the details)", err=True)
+            _say("(run with `modemd --debug ...` for the details)")
         sys.exit(code)
     sys.exit(0)
+
+
+def _say(message: str) -> None:
+    """As typer.echo(err=True) (typer is not loaded for `modemd run`)."""
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
 
 
 def _classify(exc: BaseException) -> tuple[int, str]:

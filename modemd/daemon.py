@@ -46,6 +46,7 @@ from modemd.verify.service import KIND as VERIFY_KIND
 log = logging.getLogger(__name__)
 
 READY_DEADLINE = 60.0  # seconds; well inside the unit's TimeoutStartSec
+IDLE_TICK = 10.0  # s: the supervisor's pace without a systemd watchdog (status, store look)
 
 _CORRUPTION_SIGNS = ("malformed", "not a database", "integrity check failed", "corrupt")
 
@@ -209,6 +210,7 @@ class Daemon:
         self.binds: list[SmppBind] = []
         self.sender: SendService | None = None
         self._stop = threading.Event()
+        self._attention = threading.Event()  # the supervisor should look now (store vanished)
         self._ready_sent = False
         self._last_status = ""
         self._started_at = time.monotonic()
@@ -223,6 +225,7 @@ class Daemon:
         if problems:  # all of them now, not one per restart
             raise ConfigError(problems)
         self.store = store = open_store(cfg.gateway.state_dir)
+        store.db.on_vanished = self._attention.set
         # built even when sending is off: a request is then answered with its refusal
         self.sender = build_send_service(cfg, store, on_published=self._send_published)
         self.verifier = build_verifier(cfg, store, sender=self.sender)
@@ -278,7 +281,7 @@ class Daemon:
             from modemd.modem.sending import send_hook
 
             for driver in self.drivers:
-                driver.add_worker_hook(send_hook(self.sender))
+                driver.add_worker_hook(send_hook(self.sender), next_due=self.sender.next_look)
                 driver.sweeps_status_reports = True
         from modemd.modem.modemmanager import warn_about_modemmanager
 
@@ -373,9 +376,14 @@ class Daemon:
     def run_forever(self) -> None:
         """Supervise until stop(): READY once a modem is up, WATCHDOG while healthy."""
         interval = self.notifier.watchdog_interval
-        tick = min(1.0, interval) if interval else 1.0
-        # Look for readiness often until READY is sent, then settle to the watchdog's pace.
-        while not self._stop.wait(tick if self._ready_sent else 0.05):
+        tick = interval if interval else IDLE_TICK
+        # Look for readiness often until READY is sent, then settle to the watchdog's pace
+        # (half WatchdogSec); a durable commit that finds the store gone wakes it at once.
+        while not self._stop.is_set():
+            self._attention.wait(tick if self._ready_sent else 0.05)
+            self._attention.clear()
+            if self._stop.is_set():
+                break
             if self._store_vanished():
                 break
             self._maybe_ready()
@@ -415,9 +423,11 @@ class Daemon:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._attention.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._attention.set()
         for driver in self.drivers:
             driver.stop()
         for bind in self.binds:

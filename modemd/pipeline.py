@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ BATCH = 64
 MAX_ATTEMPTS = 5
 #: Seconds without progress (on a row, or round the loop) after which the pipeline is stalled.
 STALL_AFTER = 60.0
+HOUSEKEEPING_INTERVAL = 5.0  # s: expired multipart sets, outbox bounds
 
 Discovery = Callable[[Any], list[tuple[str, dict[str, Any]]]]
 #: told of each SMPP delivery receipt inside the transaction that publishes it (for [send])
@@ -151,7 +153,7 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._next_housekeeping = 0.0
         self._retry_at: dict[str, float] = {}  # raw_id -> monotonic time of its next attempt
-        self._looped_at = self.clock.monotonic()
+        self._looped_at = self.clock.monotonic()  # or the end of the idle wait it is in
         self._working: tuple[str, float] | None = None  # (raw_id, since) while processing
         self.processed = 0
         self.quarantined = 0
@@ -209,19 +211,32 @@ class Pipeline:
                 self._stop.wait(1.0)
                 continue
             if not busy:
-                self._wake.wait(1.0)
+                wait = self._idle_wait()
+                self._looped_at = self.clock.monotonic() + wait  # idle is not stuck
+                self._wake.wait(wait)
+
+    def _idle_wait(self) -> float:
+        """Seconds until something is due unasked: housekeeping (which releases expired
+        multipart sets) or a failed row's retry. New rows wake the thread."""
+        due = min(self._next_housekeeping, *self._retry_at.values(), math.inf)
+        return min(max(due - self.clock.monotonic(), 0.0), HOUSEKEEPING_INTERVAL)
 
     def run_once(self) -> bool:
         """Process one batch of new journal rows; True if there may be more."""
         now = self.clock.monotonic()
         waiting = self._retry_at
-        records = self.store.journal.pending(limit=BATCH + len(waiting))
+        limit = BATCH + len(waiting)
+        records = self.store.journal.pending(limit=limit)
+        if waiting and len(records) < limit:  # every pending row is here: forget the others
+            pending = {r.raw_id for r in records}
+            for raw_id in [k for k in waiting if k not in pending]:
+                del waiting[raw_id]
         batch = [r for r in records if waiting.get(r.raw_id, 0.0) <= now][:BATCH]
         for record in batch:
             self.process(record)
         now = self.clock.monotonic()
         if now >= self._next_housekeeping:
-            self._next_housekeeping = now + 5.0
+            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
             self.expire_partial_sets()
             self.store.outbox.enforce_bounds(max_rows=self.max_rows, max_age=self.max_age)
         return len(batch) == BATCH

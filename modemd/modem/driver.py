@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 
 # Put on the URC queue to end the worker's idle wait at once (a send was queued).
 _WAKE = Urc("")
+HOOK_POLL = 0.25  # s: how often an idle worker runs hooks that cannot say when they are due
+MAX_IDLE_WAIT = 30.0  # s: the longest idle wait (the stall limit is at least 120 s)
 
 # Broadcast and status-report storages hold no SMS-DELIVER for us to sweep.
 _NOT_MESSAGE_STORAGES = frozenset({"BM", "SR"})
@@ -177,13 +179,13 @@ class ModemDriver:
         self._sweep_storages: tuple[str, ...] = ()
         self._store_cnmi: str | None = None  # the CNMI setting that stores (for stop)
         self._degraded: str | None = None  # what works, but not as configured
-        self._next_sweep = 0.0
-        self._next_health = 0.0
-        self._beat = time.monotonic()  # the worker's last sign of life
-        # seconds without progress before the watchdog is told (a recovery ladder takes time)
-        self.stall_after = max(120.0, 4 * self.timeout + max_backoff)
+        self._sweep_due = 0.0
+        self._health_due = 0.0
+        self._beat = time.monotonic()  # the worker's last sign of life (or its idle wait's end)
+        self.stall_after: float | None = None  # seconds without progress that mean stuck
         self._first_sync = False  # the sync after opening the port waits for a slow boot
         self._hooks: list[Callable[[ModemDriver], None]] = []
+        self._hook_due: list[Callable[[], float] | None] = []
         # set by sending: status reports stored in SR are swept like messages
         self.sweeps_status_reports = False
         self.ready = threading.Event()  # set after the first successful init
@@ -203,6 +205,7 @@ class ModemDriver:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the worker; it leaves the modem storing new messages (CNMI store mode)."""
         self._stop.set()
+        self._urcs.put(_WAKE)  # an idle worker waits on its queue
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(min(timeout, max(2.0, self.timeout / 2)))
@@ -212,6 +215,30 @@ class ModemDriver:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
+    # When the next sweep and health poll are due (monotonic). Another thread moving them
+    # wakes the worker so that its idle wait is planned again.
+    @property
+    def _next_sweep(self) -> float:
+        return self._sweep_due
+
+    @_next_sweep.setter
+    def _next_sweep(self, due: float) -> None:
+        self._sweep_due = due
+        self._replan()
+
+    @property
+    def _next_health(self) -> float:
+        return self._health_due
+
+    @_next_health.setter
+    def _next_health(self, due: float) -> None:
+        self._health_due = due
+        self._replan()
+
+    def _replan(self) -> None:
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            self._urcs.put(_WAKE)
+
     def wake(self) -> None:
         """Look for send work now rather than after the idle wait."""
         self._urcs.put(_WAKE)
@@ -220,9 +247,15 @@ class ModemDriver:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def add_worker_hook(self, hook: Callable[[ModemDriver], None]) -> None:
-        """Run ``hook(driver)`` once per worker loop turn (see the class docstring)."""
+    def add_worker_hook(self, hook: Callable[[ModemDriver], None], *,
+                        next_due: Callable[[], float] | None = None) -> None:
+        """Run ``hook(driver)`` once per worker loop turn (see the class docstring).
+
+        ``next_due()`` says when (monotonic) the hook next needs a turn unasked; without it
+        the idle worker turns every HOOK_POLL seconds. :meth:`wake` gives a turn at once.
+        """
         self._hooks.append(hook)
+        self._hook_due.append(next_due)
 
     def receive_work_waiting(self) -> bool:
         """A URC waits to be handled (hooks that can wait, such as sending, let it go first)."""
@@ -238,14 +271,14 @@ class ModemDriver:
         if not self._thread.is_alive():
             return f"modem {self.config.name}: worker thread ended"
         now = time.monotonic() if now is None else now
-        limit = self.stall_after
+        limit = self.stall_after or max(120.0, 4 * self.timeout + self._max_backoff)
         session = self._session
         if session is not None and now - session.last_read_at < limit:
             return None if now - self._beat < 10 * limit else (
                 f"modem {self.config.name}: one command for {now - self._beat:.0f}s")
         idle = now - self._beat
         if idle > limit:
-            return (f"modem {self.config.name}: worker stuck for {idle:.0f} s "
+            return (f"modem {self.config.name}: worker stuck: no progress for {idle:.0f}s "
                     f"({self.state.phase.value})")
         return None
 
@@ -335,18 +368,24 @@ class ModemDriver:
         return port
 
     def _serial_transport(self, port: str) -> Transport:
-        return SerialTransport(port, baudrate=self.config.baudrate, rtscts=self.config.rtscts)
+        # A device's reads block until bytes arrive (no timer wakes an idle reader); closing
+        # the session interrupts them. pyserial URLs (socket://, rfc2217://) cannot be
+        # interrupted, so they keep polling.
+        return SerialTransport(port, baudrate=self.config.baudrate, rtscts=self.config.rtscts,
+                               read_timeout=None if port.startswith("/") else 0.1)
 
     def _connect(self) -> None:
         port = self._resolve_port()
         self.state.port = port
         transport = self._transport_factory(port)
         transport.open()
-        self._urcs = queue.Queue()
+        urcs: queue.Queue[Urc] = queue.Queue()
+        self._urcs = urcs
         session = ATSession(
             transport,
-            on_urc=self._urcs.put,
+            on_urc=urcs.put,
             on_garbage=self._on_garbage,
+            on_dead=lambda: urcs.put(_WAKE),
             urc_prefixes=ALL_URC_PREFIXES,
             line_prefix_urcs=ALL_LINE_PREFIX_URCS,
             name=self.config.name,
@@ -672,10 +711,13 @@ class ModemDriver:
             session = self._session
             if session is None or session.dead.is_set():
                 raise TransportError("port lost", port=self.state.port)
+            wait = self._idle_wait()
+            self._beat = time.monotonic() + wait  # waiting idle is not being stuck
             try:
-                urc = self._urcs.get(timeout=0.25)
+                urc = self._urcs.get(timeout=wait)
             except queue.Empty:
                 urc = None
+            self._beat = time.monotonic()
             try:
                 if urc is not None and urc is not _WAKE:
                     self._handle_urc(urc)
@@ -687,6 +729,15 @@ class ModemDriver:
                     self.poll_health()
             except CommandTimeout as exc:
                 self._recover(exc)
+
+    def _idle_wait(self) -> float:
+        """Seconds until the worker must act unasked: the next sweep, health poll or hook due
+        time (a URC or :meth:`wake` cuts it short). Capped so the heartbeat stays fresh."""
+        now = time.monotonic()
+        due = min(self._next_sweep, self._next_health, now + MAX_IDLE_WAIT)
+        for next_due in self._hook_due:
+            due = min(due, now + HOOK_POLL if next_due is None else next_due())
+        return max(due - now, 0.0)
 
     def _run_hooks(self) -> None:
         """Worker hooks; a bug in one is logged and never stops reception (timeouts and a

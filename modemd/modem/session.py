@@ -75,6 +75,7 @@ class ATSession:
         *,
         on_urc: Callable[[Urc], None],
         on_garbage: Callable[[Garbage], None] | None = None,
+        on_dead: Callable[[], None] = lambda: None,
         urc_prefixes: Iterable[str] | None = None,
         line_prefix_urcs: Iterable[str] = DEFAULT_LINE_PREFIX_URCS,
         name: str = "modem",
@@ -83,6 +84,7 @@ class ATSession:
         self.name = name
         self._on_urc = on_urc
         self._on_garbage = on_garbage
+        self._on_dead = on_dead  # told once the port failed (the worker may be waiting)
         self._parser = (
             ATParser(line_prefix_urcs=line_prefix_urcs)
             if urc_prefixes is None
@@ -107,6 +109,9 @@ class ATSession:
 
     def close(self) -> None:
         self._stop.set()
+        interrupt = getattr(self.transport, "interrupt", None)
+        if interrupt is not None:
+            interrupt()  # a blocking read returns now
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(2.0)
         self.transport.close()
@@ -186,6 +191,7 @@ class ATSession:
                     self._failure = exc
                     self.dead.set()
                     self._fail_pending()
+                    self._on_dead()
                 return
             if data:
                 with self._state_lock:

@@ -26,7 +26,7 @@ import re
 import struct
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -40,8 +40,9 @@ from pydantic import (
 )
 
 from modemd.errors import ConfigError
+from modemd.payload import regexes
 from modemd.payload.ha_tables import device_class_problems
-from modemd.payload.regexes import Pattern, RegexError, compile_pattern
+from modemd.payload.regexes import compile_pattern
 from modemd.payload.senders import (
     AllowList,
     SenderPatterns,
@@ -49,6 +50,9 @@ from modemd.payload.senders import (
     normalise_e164,
     pattern_problem,
 )
+
+if TYPE_CHECKING:
+    from modemd.payload.regexes import Pattern
 
 __all__ = [
     "FORMATS",
@@ -144,7 +148,7 @@ def _regex_problem(pattern: str) -> tuple[Pattern | None, str | None]:
         return None, f"regular expression longer than {MAX_REGEX_LEN} characters"
     try:  # with the engine that runs it (modemd.payload.regexes)
         return compile_pattern(pattern), None
-    except RegexError as exc:
+    except regexes.RegexError as exc:
         return None, f"invalid regular expression: {exc}"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modemd.errors import ConfigError, PayloadError
 from modemd.payload.config import (
@@ -34,13 +35,16 @@ from modemd.payload.formats import (
     show,
 )
 from modemd.payload.model import FieldValue, InboundMessage, Reading
-from modemd.payload.regexes import Pattern, compile_pattern, search
+from modemd.payload.regexes import compile_pattern, search
 from modemd.payload.senders import (
     SenderPatterns,
     normalise_country_code,
     normalise_e164,
     sender_type,
 )
+
+if TYPE_CHECKING:
+    from modemd.payload.regexes import Pattern
 
 __all__ = ["PayloadEngine"]
 

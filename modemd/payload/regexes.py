@@ -13,18 +13,32 @@ ARM builds. A linear-time engine would bound the cost more tightly; the budget i
 from __future__ import annotations
 
 from functools import lru_cache
-
-import regex
+from typing import TYPE_CHECKING, Any
 
 from modemd.errors import PayloadError
+
+if TYPE_CHECKING:
+    import regex
 
 #: Seconds one match may take. Real device payloads match in microseconds; the module checks
 #: the clock as it goes, so a runaway match stops a little after this (~0.25 s measured).
 REGEX_BUDGET = 0.1
 
-Pattern = regex.Pattern[str]
-Match = regex.Match[str]
-RegexError = regex.error
+# The module is loaded on the first pattern compiled: a config without regex rules does not
+# carry it. Pattern and Match are for annotations (importers take them under TYPE_CHECKING);
+# RegexError is looked up when first used (module __getattr__).
+if TYPE_CHECKING:
+    Pattern = regex.Pattern[str]
+    Match = regex.Match[str]
+    RegexError = regex.error
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RegexError":
+        import regex
+
+        return regex.error
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def compile_pattern(pattern: str) -> Pattern:
@@ -34,6 +48,8 @@ def compile_pattern(pattern: str) -> Pattern:
 
 @lru_cache(maxsize=256)
 def _compiled(pattern: str) -> Pattern:
+    import regex
+
     return regex.compile(pattern)
 
 

@@ -32,9 +32,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Literal
 
-import phonenumbers
-from phonenumbers import PhoneMetadata, PhoneNumberFormat
-
 __all__ = [
     "SENDER_TYPES",
     "AllowList",
@@ -83,6 +80,8 @@ def normalise_country_code(code: str | None) -> str | None:
 @lru_cache(maxsize=64)
 def _region(cc: str) -> str | None:
     """The main region of a calling code (``"39"`` -> ``"IT"``, ``"1"`` -> ``"US"``)."""
+    import phonenumbers  # here and below: loaded only when a number needs its plan
+
     region = phonenumbers.region_code_for_country_code(int(cc))
     return None if region == phonenumbers.UNKNOWN_REGION else region
 
@@ -91,6 +90,8 @@ def _region(cc: str) -> str | None:
 def _trunk_prefix(cc: str) -> str | None:
     """The national (trunk) prefix of a country: ``"0"`` in Germany, ``"8"`` in Russia,
     ``"1"`` in the US, none in Italy."""
+    from phonenumbers import PhoneMetadata
+
     region = _region(cc)
     metadata = PhoneMetadata.metadata_for_region(region) if region else None
     return metadata.national_prefix if metadata is not None else None
@@ -99,6 +100,8 @@ def _trunk_prefix(cc: str) -> str | None:
 @lru_cache(maxsize=4096)
 def _national_to_e164(digits: str, cc: str) -> str | None:
     """A national number read with its country's numbering plan, or None if it is not one."""
+    import phonenumbers
+
     region = _region(cc)
     if region is None:
         return None
@@ -107,13 +110,15 @@ def _national_to_e164(digits: str, cc: str) -> str | None:
     except phonenumbers.NumberParseException:
         return None
     if phonenumbers.is_valid_number(parsed):
-        return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return None
 
 
 @lru_cache(maxsize=4096)
 def _national_form(e164: str, cc: str) -> str | None:
     """``+4915112345678`` -> ``015112345678`` when the number is of country *cc*."""
+    import phonenumbers
+
     if not e164.startswith("+" + cc):
         return None
     try:
@@ -122,7 +127,7 @@ def _national_form(e164: str, cc: str) -> str | None:
         return None
     if not phonenumbers.is_valid_number(parsed):
         return None
-    national = phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL)
+    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
     digits = "".join(c for c in national if c.isdigit())
     return digits or None
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import phonenumbers  # libphonenumber's numbering plans say which ranges cost extra
-
 from modemd.config import SendConfig
 from modemd.payload.senders import SenderPatterns
 from modemd.send.request import SendRequest
 
-_COSTLY: dict[int, str] = {
-    phonenumbers.PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
-    phonenumbers.PhoneNumberType.SHARED_COST: "a shared-cost number",
+# libphonenumber's numbering plans say which ranges cost extra; loaded on first use (a
+# daemon that sends nothing does not carry them)
+_COSTLY: dict[str, str] = {
+    "PREMIUM_RATE": "a premium-rate number",
+    "SHARED_COST": "a shared-cost number",
 }
 
 
@@ -24,12 +24,17 @@ def costly_kind(number: str) -> str | None:
     A number libphonenumber cannot read at all counts as costly: a range we cannot classify
     is not one to send to without a person's say-so.
     """
+    import phonenumbers
+
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         return "a number in no known numbering plan"
     kind: Any = phonenumbers.number_type(parsed)
-    return _COSTLY.get(kind)
+    for name, reason in _COSTLY.items():
+        if kind == getattr(phonenumbers.PhoneNumberType, name):
+            return reason
+    return None
 
 
 class SendPolicy:

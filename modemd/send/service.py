@@ -223,6 +223,12 @@ class SendService:
                 return True
         return False
 
+    def next_look(self) -> float:
+        """When (monotonic) a worker should next ask :meth:`wanted`: at once when work was
+        hinted, else at the next store poll (requests from the CLI, another process)."""
+        with self._lock:
+            return time.monotonic() if self._work_hint else self._next_poll
+
     def next_job(self, modem: str) -> SendJob | None:
         self._maybe_prune()
         while True:

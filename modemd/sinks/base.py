@@ -26,6 +26,8 @@ class Sink(ABC):
     kinds: frozenset[str]
 
     def __init__(self, store: Store, *, idle_wait: float = 1.0) -> None:
+        # idle_wait bounds the idle sleep: rows written by another process (the CLI) wake
+        # no one, and next_wait() may know of something due sooner.
         self.store = store
         self.idle_wait = idle_wait
         self._stop = threading.Event()
@@ -73,7 +75,12 @@ class Sink(ABC):
                 busy = False
                 self._stop.wait(1.0)
             if not busy:
-                self.wait(self.idle_wait)
+                self.wait(self.next_wait())
+
+    def next_wait(self) -> float:
+        """How long the idle sink may sleep before something falls due unasked (in-process
+        writers wake it; a subclass knows its retry and expiry times)."""
+        return self.idle_wait
 
     def preflight(self) -> None:  # noqa: B027 - optional hook
         """A start-up check on the sink's own thread (never delays the daemon's start)."""

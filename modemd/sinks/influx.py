@@ -62,6 +62,7 @@ from modemd.sinks.base import Backoff, Sink
 from modemd.store import Store
 
 log = logging.getLogger(__name__)
+IDLE_WAIT = 5.0  # s: the longest idle sleep (rows the CLI writes wake no one)
 
 # influxdb-client is only partly annotated: reach it through Any, keep our own API typed.
 _PointClass: Any = Point
@@ -445,7 +446,7 @@ class InfluxSink(Sink):
             problems.append(("influx.timeout", "must be more than 0 seconds"))
         if problems:
             raise ConfigError(problems)
-        super().__init__(store)
+        super().__init__(store, idle_wait=IDLE_WAIT)
         self.url = url.rstrip("/")
         self.org = org
         self.bucket = bucket
@@ -504,6 +505,11 @@ class InfluxSink(Sink):
             self.store.outbox.ack(self.name, nothing)
         delivered = self._deliver(items) if items else True
         return delivered and len(rows) >= self.batch_size
+
+    def next_wait(self) -> float:
+        """In an outage, until the retry is due."""
+        wait = self._resume_at - time.monotonic()
+        return min(wait, self.idle_wait) if wait > 0 else self.idle_wait
 
     def close(self) -> None:
         try:

@@ -13,6 +13,7 @@ import collections
 import functools
 import json
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -35,6 +36,7 @@ from modemd.store.outbox import OutboxRow
 log = logging.getLogger(__name__)
 
 INFLIGHT_RESEND_AFTER = 120.0  # seconds without PUBACK before a row is offered again
+IDLE_WAIT = 5.0  # s: the longest idle sleep (rows the CLI writes wake no one)
 
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 #: known owners -> (owner, discovery configs) to announce at every connection
@@ -152,7 +154,7 @@ class MqttSink(Sink):
         verification requests). ``renderers``: outbox kinds of other components -> how a row
         of that kind is published (not retained).
         """
-        super().__init__(store, idle_wait=1.0)
+        super().__init__(store, idle_wait=IDLE_WAIT)
         self.settings = settings
         self.topics = Topics(settings.base_topic, settings.gateway_id)
         self.connected = threading.Event()
@@ -468,6 +470,13 @@ class MqttSink(Sink):
                 break
             self._publish_row(row)
         return len(rows) == room
+
+    def next_wait(self) -> float:
+        """Until the first in-flight row is offered again or a retained state expires."""
+        due = [when + INFLIGHT_RESEND_AFTER for when in list(self._inflight.values())]
+        due += list(self._expiring.values())
+        wait = min(due, default=math.inf) - time.monotonic()
+        return min(max(wait, 0.0), self.idle_wait)
 
     def _reconnect_with_mqtt311(self) -> None:
         self._downgrade.clear()

@@ -24,7 +24,7 @@ import stat
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -129,6 +129,7 @@ class Database:
         self._uri: str | None = None
         self._identity: tuple[int, int] | None = None
         self._vanished: str | None = None
+        self.on_vanished: Callable[[], None] = lambda: None  # called once, when first seen
         self.version = 0
         try:
             conn = self._open_readonly() if readonly else self._open_writable()
@@ -253,6 +254,8 @@ class Database:
                 if identity != self._identity:
                     self._vanished = (f"{self.path} was replaced by another file while "
                                       "modemd had it open")
+            if self._vanished is not None:
+                self.on_vanished()
         return self._vanished
 
     # --- writing -----------------------------------------------------------------------------

@@ -54,7 +54,7 @@ class SerialTransport:
         *,
         baudrate: int = 115200,
         rtscts: bool = False,
-        read_timeout: float = 0.1,
+        read_timeout: float | None = 0.1,
         exclusive: bool = True,
     ) -> None:
         self.port = port
@@ -101,7 +101,8 @@ class SerialTransport:
         log.debug("opened %s (%s) at %d baud", self.port, path, self.baudrate)
 
     def read(self) -> bytes:
-        """What arrived, waiting at most ``read_timeout``; b"" if nothing did.
+        """What arrived, waiting at most ``read_timeout`` (None: until bytes arrive or
+        :meth:`interrupt`); b"" if nothing did.
 
         Raises TransportError when the device is gone (USB unplug, pty closed).
         """
@@ -126,6 +127,15 @@ class SerialTransport:
         except (serial.SerialException, OSError, termios.error) as exc:
             # termios.error is not an OSError: pyserial's flush() raises it after an unplug.
             raise TransportError(f"write failed: {exc}", port=self.port) from exc
+
+    def interrupt(self) -> None:
+        """Make a read waiting in another thread return b"" now."""
+        ser = self._serial
+        if ser is not None:
+            try:
+                ser.cancel_read()
+            except (serial.SerialException, OSError, AttributeError, ValueError) as exc:
+                log.debug("%s: cancel_read: %s", self.port, exc)
 
     def close(self) -> None:
         ser, self._serial = self._serial, None
