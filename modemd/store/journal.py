@@ -219,40 +219,10 @@ class Journal:
         )
 
     @staticmethod
-    def add_part(
-        conn: sqlite3.Connection,
-        *,
-        group_key: str,
-        sequence: int,
-        total: int,
-        raw_id: str,
-        first_seen: float | None = None,
-    ) -> bool:
-        """Keep a part for its set; False if this sequence number is already held.
-
-        *first_seen* (default now) is what the set's timeout counts from.
-        """
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO parts(group_key, sequence, total, raw_id, first_seen)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (group_key, sequence, total, raw_id, now() if first_seen is None else first_seen),
-        )
-        return cur.rowcount == 1
-
-    @staticmethod
     def redact(conn: sqlite3.Connection, raw_id: str) -> None:
         """Drop a processed row's raw bytes (its id stays): it held a secret, e.g. a code."""
         conn.execute("UPDATE journal SET raw = X'' WHERE raw_id = ? AND state != 'new'",
                      (raw_id,))
-
-    @staticmethod
-    def record_release(conn: sqlite3.Connection, group_key: str, msg_id: str) -> None:
-        """Remember that the set *group_key* went out incomplete as *msg_id*."""
-        conn.execute(
-            "INSERT OR REPLACE INTO released_sets(group_key, msg_id, released_at)"
-            " VALUES (?, ?, ?)",
-            (group_key, msg_id, now()),
-        )
 
     @staticmethod
     def released_as(conn: sqlite3.Connection, group_key: str, *, since: float) -> str | None:
@@ -279,13 +249,6 @@ class Journal:
     @staticmethod
     def drop_parts(conn: sqlite3.Connection, group_key: str) -> None:
         conn.execute("DELETE FROM parts WHERE group_key = ?", (group_key,))
-
-    def expired_groups(self, *, older_than: float) -> list[str]:
-        rows = self.db.connection().execute(
-            "SELECT group_key FROM parts GROUP BY group_key HAVING MIN(first_seen) < ?",
-            (older_than,),
-        )
-        return [row[0] for row in rows]
 
     @staticmethod
     def record_message(
