@@ -142,6 +142,15 @@ def configured_announcer(config: Config) -> Configured | None:
     return announce
 
 
+def entity_devices(config: Config) -> frozenset[str] | None:
+    """The devices that may have Home Assistant entities: all (None), or with
+    ``ha_only_configured`` those in ``[devices]`` and the rules' fixed devices."""
+    if config.mqtt is None or not config.mqtt.ha_only_configured:
+        return None
+    fixed = [rule.device for rule in config.parser if rule.device is not None]
+    return frozenset(config.devices) | frozenset(fixed)
+
+
 def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = None,
                 sender: SendService | None = None) -> list[Sink]:
     sinks: list[Sink] = []
@@ -171,6 +180,7 @@ def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = Non
         sinks.append(MqttSink(store, settings, discovery=announce,
                               known_rules=[rule.name for rule in config.parser],
                               known_modems=[modem.name for modem in config.modem],
+                              known_devices=entity_devices(config),
                               requests=requests, renderers=renderers,
                               configured=configured_announcer(config)))
     influx = config.influx
@@ -240,12 +250,11 @@ class Daemon:
 
             mq = cfg.mqtt
 
-            fixed = {rule.device for rule in cfg.parser if rule.device is not None}
+            allowed = entity_devices(cfg)
             trackers = {rule.name: rule.device_tracker for rule in cfg.parser}
 
             def discovery(reading: Any) -> list[tuple[str, dict[str, Any]]]:
-                if mq.ha_only_configured and reading.device not in cfg.devices and \
-                        reading.device not in fixed:
+                if allowed is not None and reading.device not in allowed:
                     return []  # no entities for a device the config does not name
                 rule = trackers.get(reading.rule)
                 return discovery_messages(reading, gateway_id=cfg.gateway.id, tracker=rule,

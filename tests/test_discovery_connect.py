@@ -8,6 +8,7 @@ entities and their retained state.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,8 +20,8 @@ import pytest
 from modemd.daemon import Daemon
 from modemd.simulator import SimulatedModem
 from modemd.sms.encode import encode_deliver
-from tests.helpers import REPO, load, write_config
-from tests.mosquitto import Mosquitto
+from tests.helpers import REPO, load, wait_until, write_config
+from tests.mosquitto import Mosquitto, free_port
 from tests.mqtt_client import Recorder
 
 pytestmark = pytest.mark.integration
@@ -139,6 +140,54 @@ def test_a_device_removed_from_the_config_loses_its_entities_and_state(
         assert retained(broker.port, "modemd/gw1/device/PUMP01/state") == {}
     finally:
         daemon.stop()
+
+
+def test_a_reading_queued_before_the_device_was_removed_brings_no_entity_back(
+    tmp_path: Path, sim: SimulatedModem, broker: Mosquitto
+) -> None:
+    """Found in CI: a row queued under the old config but not yet acknowledged was
+    delivered after the restart with its old discovery, bringing the removed device's
+    entities and retained state back. The reading is still delivered, but leaves nothing
+    retained for a device the config no longer names."""
+    rule = PUMP_RULES.replace('sender = ["+49151*", "+49160*"], ', "")  # any sender
+    recorder = Recorder(broker.port, ["homeassistant/#"])
+    daemon = Daemon(load(config(tmp_path, sim, broker, extra=rule, ha_only_configured=True)))
+    daemon.start()
+    try:
+        sim.deliver(encode_deliver(sender="+4915112345678", text="ID=PUMP01;BAT=3.7;T=20;P=1;RUN=1",
+                                   scts=datetime(2026, 11, 25, tzinfo=UTC)))
+        recorder.wait_for(lambda _m: set(configs_of(recorder, "PUMP01")) == PUMP_FIELDS)
+    finally:
+        daemon.stop()
+        recorder.close()
+
+    # The broker is unreachable when PUMP01 reports: its row waits in the outbox.
+    daemon = Daemon(load(config(tmp_path, sim, broker, extra=rule, ha_only_configured=True,
+                                port=free_port())))
+    daemon.start()
+    try:
+        sim.deliver(encode_deliver(sender="+4915112345678", text="ID=PUMP01;BAT=3.6;T=20;P=1;RUN=1",
+                                   scts=datetime(2026, 11, 25, 1, tzinfo=UTC)))
+        store = daemon.store
+        assert store is not None
+        wait_until(lambda: any(row.kind == "reading"
+                               for row in store.outbox.fetch("mqtt", limit=100)),
+                   what="the reading queued for mqtt")
+    finally:
+        daemon.stop()
+
+    without = rule.replace("[devices.PUMP01]", "[devices.PUMP09]")
+    recorder = Recorder(broker.port, ["modemd/gw1/device/PUMP01/state"])
+    daemon = Daemon(load(config(tmp_path, sim, broker, extra=without, ha_only_configured=True)))
+    daemon.start()
+    try:
+        recorder.wait_for(lambda msgs: any(m.payload and json.loads(m.payload)["battery"] == 3.6
+                                           for m in msgs))  # delivered
+        assert retained(broker.port, "homeassistant/+/gw1_PUMP01/+/config") == {}
+        assert retained(broker.port, "modemd/gw1/device/PUMP01/state") == {}
+    finally:
+        daemon.stop()
+        recorder.close()
 
 
 def test_max_devices_bounds_the_entities_a_flood_of_senders_can_create(

@@ -138,6 +138,7 @@ class MqttSink(Sink):
                  discovery: Sequence[tuple[str, dict[str, Any]]] = (),
                  known_rules: Collection[str] | None = None,
                  known_modems: Collection[str] | None = None,
+                 known_devices: Collection[str] | None = None,
                  configured: Configured | None = None,
                  requests: Mapping[str, RequestRoute] | None = None,
                  renderers: Mapping[str, Renderer] | None = None) -> None:
@@ -149,6 +150,9 @@ class MqttSink(Sink):
 
         ``known_rules`` / ``known_modems``: what the config has now; entities announced earlier
         for a rule or modem that is gone are removed from Home Assistant (None: keep them).
+        ``known_devices``: the only devices that may have entities (``ha_only_configured``;
+        None: any device). A row queued under an earlier config for another device is
+        delivered without entities and not retained, so it cannot bring a removed device back.
 
         ``requests``: topic -> what takes the documents applications publish there (send and
         verification requests). ``renderers``: outbox kinds of other components -> how a row
@@ -170,6 +174,7 @@ class MqttSink(Sink):
         self._discovery_cache: dict[str, dict[str, Any]] = dict(discovery)
         self._known_rules = frozenset(known_rules) if known_rules is not None else None
         self._known_modems = frozenset(known_modems) if known_modems is not None else None
+        self._known_devices = frozenset(known_devices) if known_devices is not None else None
         self._configured = configured
         self._over_limit: set[str] = set()  # devices refused entities by max_devices
         # owner ("rule:<rule>/device:<id>" or "modem:<name>") -> discovery topics announced
@@ -554,10 +559,13 @@ class MqttSink(Sink):
         if row.kind == "deadletter":
             return self.topics.deadletter, _json(body), False
         if row.kind == "reading":
+            retain = True
             if self.settings.homeassistant and "discovery" in body:
-                self._announce(f"rule:{body.get('rule', '')}/device:{body['device']}",
-                               body["discovery"])
-            return self.topics.device_state(body["device"]), _json(body["state"]), True
+                owner = f"rule:{body.get('rule', '')}/device:{body['device']}"
+                if body["discovery"] and not self._is_configured(owner):
+                    retain = False  # queued before its device left the config
+                self._announce(owner, body["discovery"])
+            return self.topics.device_state(body["device"]), _json(body["state"]), retain
         if row.kind == "modem_state":
             if self.settings.homeassistant and "discovery" in body:
                 self._announce(f"modem:{body['modem']}", body["discovery"])
@@ -622,7 +630,9 @@ class MqttSink(Sink):
         kind, _, rest = owner.partition(":")
         if kind == "modem":
             return self._known_modems is None or rest in self._known_modems
-        rule = rest.partition("/device:")[0]
+        rule, _, device = rest.partition("/device:")
+        if self._known_devices is not None and device not in self._known_devices:
+            return False
         return self._known_rules is None or rule in self._known_rules
 
     def _remove_unconfigured(self) -> None:
