@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,10 @@ from modemd.sinks.mqtt import (
 )
 from modemd.sources.smpp.bind import SmppBind, bind_from_config
 from modemd.store import STORE_FILENAME, Store
-from modemd.store.committer import GroupCommitter
+from modemd.store.committer import GroupCommitter, GroupedJournal
+from modemd.store.journal import RawWriter
 from modemd.store.maintenance import StoreMaintenance
+from modemd.store.outbox import OutboxRow
 from modemd.systemd import Notifier
 from modemd.verify import Verifier, VerifySettings
 from modemd.verify.service import KIND as VERIFY_KIND
@@ -272,15 +274,23 @@ class Daemon:
             max_rows=cfg.outbox.max_rows,
             max_age=cfg.outbox.max_age,
             on_enqueued=self._wake_sinks,
+            on_rows=self._offer_rows,
             discovery=discovery,
             verifier=self.verifier,
             send_tracker=self.sender,
         )
         if self.verifier is not None:
             self.verifier.on_result = self._wake_sinks
+        # Several sources receiving at once journal through one group committer (one fsync
+        # for what coincides); a lone modem commits itself, without the thread hop.
+        journal: RawWriter = store.journal
+        if cfg.smpp or len(cfg.modem) > 1:
+            self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
+            if len(cfg.modem) > 1:
+                journal = GroupedJournal(self.committer)
         self.drivers = [
             ModemDriver(
-                modem, journal=store.journal, on_committed=self.pipeline.wake,
+                modem, journal=journal, on_committed=self.pipeline.wake,
                 on_state=self._modem_state, sweep_interval=cfg.gateway.sweep_interval,
                 health_interval=cfg.gateway.health_interval, port_resolver=self.port_resolver,
             )
@@ -298,8 +308,7 @@ class Daemon:
         self.maintenance = StoreMaintenance(
             store.db, retention=cfg.store.retention, keep_marks=cfg.outbox.max_age,
             check_interval=cfg.store.check_interval)
-        if cfg.smpp:  # SMPP binds journal through one group committer (one fsync per batch)
-            self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
+        if self.committer is not None:
             self.binds = [bind_from_config(b, self.committer) for b in cfg.smpp]
         for sink in self.sinks:
             sink.start()
@@ -324,6 +333,13 @@ class Daemon:
     def _wake_sinks(self) -> None:
         for sink in self.sinks:
             sink.wake()
+
+    def _offer_rows(self, rows: Sequence[OutboxRow]) -> None:
+        """The rows a processed message put in the outbox, to the sinks they are for."""
+        for sink in self.sinks:
+            mine = [row for row in rows if row.sink == sink.name]
+            if mine:
+                sink.offer(mine)
 
     def _modem_state(self, state: ModemState) -> None:
         if self.store is None:
@@ -375,7 +391,7 @@ class Daemon:
         if self.verifier is not None and not self.verifier.alive:
             return "verify thread not running"
         if self.committer is not None and not self.committer.alive:
-            return "SMPP group committer not running"
+            return "journal group committer not running"
         dead_binds = [b.name for b in self.binds if not b.alive]
         if dead_binds:
             return f"SMPP bind thread(s) not running: {', '.join(dead_binds)}"

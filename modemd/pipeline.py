@@ -12,6 +12,7 @@ import logging
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from modemd.sms import Assembled, SmsDeliver, SmsStatusReport, assemble
 from modemd.sms.smpp import Alphabets, SmppReceipt, deliver_fields
 from modemd.store import Store, held
 from modemd.store.journal import JournalRecord
-from modemd.store.outbox import Outbox
+from modemd.store.outbox import Outbox, OutboxRow
 
 if TYPE_CHECKING:
     from modemd.verify import Verifier
@@ -129,6 +130,7 @@ class Pipeline:
         max_rows: int = 200_000,
         max_age: float = 30 * 86400.0,
         on_enqueued: Callable[[], None] = lambda: None,
+        on_rows: Callable[[Sequence[OutboxRow]], None] | None = None,
         discovery: Discovery | None = None,
         verifier: Verifier | None = None,
         clock: Clock | None = None,
@@ -146,6 +148,11 @@ class Pipeline:
         self.max_rows = max_rows
         self.max_age = max_age
         self.on_enqueued = on_enqueued
+        # told of the rows a processed record put in the outbox, after their commit, so a
+        # sink can publish them without reading them back (else on_enqueued wakes them)
+        self.on_rows = on_rows
+        self._new_rows: list[OutboxRow] | None = None  # collecting: a list
+        self._collaborated = False  # a collaborator may have enqueued rows of its own
         self.discovery = discovery
         self.verifier = verifier
         self._wake = threading.Event()
@@ -248,12 +255,18 @@ class Pipeline:
         pipeline's: the row is retried a few times (the count survives restarts), then
         quarantined, and the rows behind it go on. Only the store failing stops the batch."""
         self._working = (record.raw_id, self.clock.monotonic())
+        new_rows: list[OutboxRow] = []
+        self._collaborated = False
         try:
+            self._new_rows = new_rows if self.on_rows is not None else None
             with self.store.db.transaction() as conn:
                 self._process(conn, record)
         except StoreError:
+            new_rows.clear()  # rolled back
             raise
         except Exception as exc:
+            new_rows.clear()
+            self._new_rows = None  # what quarantining enqueues is read back by the sinks
             log.exception("pipeline: journal row %s failed", record.raw_id)
             try:
                 self._failed(record, f"{type(exc).__name__}: {exc}"[:300])
@@ -267,8 +280,12 @@ class Pipeline:
             self._retry_at.pop(record.raw_id, None)
         finally:
             self._working = None
+            self._new_rows = None
         self.processed += 1
-        self.on_enqueued()
+        if self.on_rows is not None and new_rows:
+            self.on_rows(new_rows)
+        if not new_rows or self.on_rows is None or self._collaborated:
+            self.on_enqueued()
 
     def _failed(self, record: JournalRecord, reason: str) -> None:
         """Count a failed attempt; at MAX_ATTEMPTS dead-letter the row with the reason."""
@@ -294,12 +311,14 @@ class Pipeline:
             self._deliver_sms(conn, record.raw_id, record, doc, sender=doc["recipient"],
                               sent_at=doc["sent_at"])
             if self.on_smpp_receipt is not None:
+                self._collaborated = True
                 self.on_smpp_receipt(conn, record.modem, message)
             journal.mark(conn, record.raw_id, state="done", msg_id=record.raw_id)
             return
         if isinstance(message, SmsStatusReport):
             doc = self._status_report_document(record, message)
             if self.send_tracker is not None:
+                self._collaborated = True
                 send_id = self.send_tracker.on_status_report(conn, message, record.received_at)
                 if send_id is not None:
                     doc["send_id"] = send_id
@@ -413,6 +432,7 @@ class Pipeline:
         for rec in records:
             journal.mark(conn, rec.raw_id, state="done", msg_id=msg_id)
         if self.verifier is not None:
+            self._collaborated = True
             screening = self.verifier.screen(
                 conn, msg_id=msg_id, sender=head.sender.number, sender_kind=head.sender.kind,
                 text=assembled.text if assembled else head.text, scts=head.scts,
@@ -534,7 +554,11 @@ class Pipeline:
                  body: dict[str, Any]) -> None:
         for route in self.routes:
             if kind in route.kinds:
-                Outbox.enqueue(conn, sink=route.sink, kind=kind, msg_id=msg_id, body=body)
+                seq = Outbox.enqueue(conn, sink=route.sink, kind=kind, msg_id=msg_id, body=body)
+                if self._new_rows is not None:
+                    self._new_rows.append(OutboxRow(seq=seq, sink=route.sink, kind=kind,
+                                                   msg_id=msg_id, body=dict(body),
+                                                   created_at=time.time(), attempts=0))
 
 
 def _source_fields(record: JournalRecord) -> dict[str, Any]:

@@ -58,7 +58,7 @@ from modemd.modem.profiles import (
 from modemd.modem.reading import PDU_MODE, TEXT_MODE, EntryRecord, ReadMode
 from modemd.modem.session import ATSession, Response
 from modemd.modem.state import ModemIdentity, ModemState, Phase
-from modemd.store.journal import Journal, RecordMode
+from modemd.store.journal import RawWriter, RecordMode
 from modemd.transport import SerialTransport, Transport
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class ModemDriver:
         self,
         config: ModemConfig,
         *,
-        journal: Journal,
+        journal: RawWriter,
         on_committed: Callable[[], None] = lambda: None,
         on_state: Callable[[ModemState], None] = lambda state: None,
         sweep_interval: float = 60.0,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from modemd.backoff import Backoff
 from modemd.store import Store
+from modemd.store.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,12 @@ class Sink(ABC):
 
     def wake(self) -> None:
         self._wake.set()
+
+    def offer(self, rows: Sequence[OutboxRow]) -> None:
+        """Rows of this sink the pipeline has just committed (the caller's thread). A sink
+        that can deliver them at once without a thread hop may; the default wakes its thread,
+        which reads them from the outbox."""
+        self.wake()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

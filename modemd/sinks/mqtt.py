@@ -168,6 +168,16 @@ class MqttSink(Sink):
         # publication that owns its packet id, never to a later one that reuses the id.
         self._mid_owner: dict[int, int | None] = {}
         self._publish_lock = threading.Lock()
+        # Held by the sink thread for each turn, and by offer() (the pipeline's thread) to
+        # publish a row as soon as it is committed: one of them publishes each row.
+        self._turn_lock = threading.Lock()
+        # offer() may publish directly only when no older row waits: the sink thread's last
+        # turn read every row there was, and nothing was declined or reconnected since.
+        self._caught_up = False
+        self._interruptions = 0  # declined offers and connections: each voids _caught_up
+        # the highest seq read from the outbox or offered: an offered row at or below it was
+        # committed before that read, so the sink thread has it (published, maybe acked)
+        self._taken_through = 0
         self._inflight: dict[int, float] = {}  # seq -> when published
         self._expiring: dict[str, float] = {}  # MQTT 3.1.1: retained state -> when it expires
         self._announced: set[str] = set()  # discovery topics sent on this connection
@@ -252,6 +262,10 @@ class MqttSink(Sink):
 
     def close(self) -> None:
         self._closing = True
+        try:
+            self._settle_acks()  # PUBACKs received since the last turn: not sent again
+        except StoreError as exc:
+            log.warning("mqtt: cannot record the last acknowledgements: %s", exc)
         if self.connected.is_set():
             info = self._publish(self.topics.status, "offline", qos=1, retain=True)
             try:
@@ -288,6 +302,7 @@ class MqttSink(Sink):
             client.subscribe(topic, qos=1)
         self._connection_epoch += 1
         self._connections += 1
+        self._interruptions += 1
         self.connected.set()
         self.wake()
 
@@ -442,7 +457,36 @@ class MqttSink(Sink):
 
     # --- the sink thread -------------------------------------------------------------------------
 
+    def offer(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish rows the pipeline has just committed, from its thread, when nothing older
+        waits to go first (else the sink thread reads them from the outbox, in order)."""
+        if not self._turn_lock.acquire(blocking=False):
+            self._decline()
+            return
+        try:
+            if not (self._caught_up and self.connected.is_set() and not self.stopping
+                    and self._seen_epoch == self._connection_epoch
+                    and len(self._inflight) + len(rows) <= self.settings.max_inflight):
+                self._decline()
+                return
+            for row in rows:
+                if row.seq > self._taken_through and self.connected.is_set():
+                    self._taken_through = row.seq
+                    self._publish_row(row)
+        finally:
+            self._turn_lock.release()
+
+    def _decline(self) -> None:
+        self._interruptions += 1
+        self.wake()
+
     def run_once(self) -> bool:
+        with self._turn_lock:
+            return self._turn()
+
+    def _turn(self) -> bool:
+        self._caught_up = False
+        interruptions = self._interruptions
         if self._downgrade.is_set():
             self._reconnect_with_mqtt311()
         if self._diagnose.is_set() and not self.connected.is_set():
@@ -470,10 +514,14 @@ class MqttSink(Sink):
         if room <= 0:
             return False
         rows = self.store.outbox.fetch(self.name, limit=room, exclude=list(self._inflight))
+        if rows:
+            self._taken_through = max(self._taken_through, rows[-1].seq)
         for row in rows:
             if not self.connected.is_set():
                 break
             self._publish_row(row)
+        self._caught_up = (len(rows) < room and self.connected.is_set()
+                           and interruptions == self._interruptions)
         return len(rows) == room
 
     def next_wait(self) -> float:

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from modemd.errors import DecodeError
 from modemd.sms.smpp import record_identity as smpp_record_identity
@@ -119,6 +119,14 @@ def _record(row: tuple[Any, ...]) -> JournalRecord:
         seq, raw_id, modem, imei, storage, sim_index, mode, bytes(raw), received_at, state,
         error, msg_id,
     )
+
+
+class RawWriter(Protocol):
+    """What a modem worker journals through: the journal itself, or a group committer."""
+
+    def commit_raw(self, *, modem: str, mode: RecordMode, raw: bytes, imei: str | None = None,
+                   storage: str | None = None, sim_index: int | None = None,
+                   received_at: float | None = None) -> CommitResult: ...
 
 
 class Journal:

@@ -65,12 +65,13 @@ class Outbox:
     @staticmethod
     def enqueue(
         conn: sqlite3.Connection, *, sink: str, kind: str, msg_id: str | None, body: dict[str, Any]
-    ) -> None:
-        """Add a row inside the caller's transaction."""
-        conn.execute(
+    ) -> int:
+        """Add a row inside the caller's transaction; its seq."""
+        cur = conn.execute(
             "INSERT INTO outbox(sink, kind, msg_id, body, created_at) VALUES (?, ?, ?, ?, ?)",
             (sink, kind, msg_id, json.dumps(body, ensure_ascii=False), now()),
         )
+        return int(cur.lastrowid or 0)
 
     def put(self, *, sink: str, kind: str, msg_id: str | None, body: dict[str, Any]) -> None:
         """Add a row in a transaction of its own (modem state and health, not messages)."""
