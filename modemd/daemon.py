@@ -290,7 +290,7 @@ class Daemon:
                 journal = GroupedJournal(self.committer)
         self.drivers = [
             ModemDriver(
-                modem, journal=journal, on_committed=self.pipeline.wake,
+                modem, journal=journal, on_committed=self.pipeline.process_now,
                 on_state=self._modem_state, sweep_interval=cfg.gateway.sweep_interval,
                 health_interval=cfg.gateway.health_interval, port_resolver=self.port_resolver,
             )

@@ -157,6 +157,8 @@ class Pipeline:
         self.verifier = verifier
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # one batch at a time: the pipeline thread's, or one a source runs (process_now)
+        self._turn_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._next_housekeeping = 0.0
         self._retry_at: dict[str, float] = {}  # raw_id -> monotonic time of its next attempt
@@ -182,6 +184,24 @@ class Pipeline:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def process_now(self) -> None:
+        """Called by a modem worker right after its commit: process the new rows on that
+        thread while the pipeline thread is idle, so the message is published without a
+        thread hop; otherwise (busy, stopping, failing) leave them to the pipeline thread.
+        Housekeeping stays on the pipeline thread."""
+        if self._stop.is_set() or not self.alive or not self._turn_lock.acquire(blocking=False):
+            self.wake()
+            return
+        try:
+            more = self._process_batch()
+        except Exception:  # the store failing: the pipeline thread retries and reports it
+            log.debug("pipeline: processing on the receiving thread failed", exc_info=True)
+            more = True
+        finally:
+            self._turn_lock.release()
+        if more:
+            self.wake()
 
     @property
     def alive(self) -> bool:
@@ -229,7 +249,18 @@ class Pipeline:
         return min(max(due - self.clock.monotonic(), 0.0), HOUSEKEEPING_INTERVAL)
 
     def run_once(self) -> bool:
-        """Process one batch of new journal rows; True if there may be more."""
+        """Process one batch of new journal rows (and housekeeping when due); True if there
+        may be more."""
+        with self._turn_lock:
+            busy = self._process_batch()
+            now = self.clock.monotonic()
+            if now >= self._next_housekeeping:
+                self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                self.expire_partial_sets()
+                self.store.outbox.enforce_bounds(max_rows=self.max_rows, max_age=self.max_age)
+        return busy
+
+    def _process_batch(self) -> bool:
         now = self.clock.monotonic()
         waiting = self._retry_at
         limit = BATCH + len(waiting)
@@ -241,11 +272,6 @@ class Pipeline:
         batch = [r for r in records if waiting.get(r.raw_id, 0.0) <= now][:BATCH]
         for record in batch:
             self.process(record)
-        now = self.clock.monotonic()
-        if now >= self._next_housekeeping:
-            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
-            self.expire_partial_sets()
-            self.store.outbox.enforce_bounds(max_rows=self.max_rows, max_age=self.max_age)
         return len(batch) == BATCH
 
     # --- one record ----------------------------------------------------------------------------

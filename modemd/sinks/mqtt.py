@@ -171,12 +171,9 @@ class MqttSink(Sink):
         # Held by the sink thread for each turn, and by offer() (the pipeline's thread) to
         # publish a row as soon as it is committed: one of them publishes each row.
         self._turn_lock = threading.Lock()
-        # offer() may publish directly only when no older row waits: the sink thread's last
-        # turn read every row there was, and nothing was declined or reconnected since.
-        self._caught_up = False
-        self._interruptions = 0  # declined offers and connections: each voids _caught_up
-        # the highest seq read from the outbox or offered: an offered row at or below it was
-        # committed before that read, so the sink thread has it (published, maybe acked)
+        # The highest seq read from the outbox or offered. An offered row at or below it was
+        # committed before that read, so the sink thread has it (published, maybe acked);
+        # one above it goes out directly only if no pending row lies between.
         self._taken_through = 0
         self._inflight: dict[int, float] = {}  # seq -> when published
         self._expiring: dict[str, float] = {}  # MQTT 3.1.1: retained state -> when it expires
@@ -302,7 +299,6 @@ class MqttSink(Sink):
             client.subscribe(topic, qos=1)
         self._connection_epoch += 1
         self._connections += 1
-        self._interruptions += 1
         self.connected.set()
         self.wake()
 
@@ -461,32 +457,31 @@ class MqttSink(Sink):
         """Publish rows the pipeline has just committed, from its thread, when nothing older
         waits to go first (else the sink thread reads them from the outbox, in order)."""
         if not self._turn_lock.acquire(blocking=False):
-            self._decline()
+            self.wake()  # the sink thread is on its turn: it reads them
             return
         try:
-            if not (self._caught_up and self.connected.is_set() and not self.stopping
-                    and self._seen_epoch == self._connection_epoch
-                    and len(self._inflight) + len(rows) <= self.settings.max_inflight):
-                self._decline()
+            fresh = [row for row in rows if row.seq > self._taken_through]
+            if not fresh:
                 return
-            for row in rows:
-                if row.seq > self._taken_through and self.connected.is_set():
-                    self._taken_through = row.seq
-                    self._publish_row(row)
+            if not (self.connected.is_set() and not self.stopping
+                    and self._seen_epoch == self._connection_epoch
+                    and len(self._inflight) + len(fresh) <= self.settings.max_inflight
+                    and not self.store.outbox.waiting_between(
+                        self.name, after=self._taken_through, before=fresh[-1].seq,
+                        besides=[row.seq for row in fresh])):
+                self.wake()
+                return
+            for row in fresh:
+                self._taken_through = row.seq
+                self._publish_row(row)
         finally:
             self._turn_lock.release()
-
-    def _decline(self) -> None:
-        self._interruptions += 1
-        self.wake()
 
     def run_once(self) -> bool:
         with self._turn_lock:
             return self._turn()
 
     def _turn(self) -> bool:
-        self._caught_up = False
-        interruptions = self._interruptions
         if self._downgrade.is_set():
             self._reconnect_with_mqtt311()
         if self._diagnose.is_set() and not self.connected.is_set():
@@ -520,8 +515,6 @@ class MqttSink(Sink):
             if not self.connected.is_set():
                 break
             self._publish_row(row)
-        self._caught_up = (len(rows) < room and self.connected.is_set()
-                           and interruptions == self._interruptions)
         return len(rows) == room
 
     def next_wait(self) -> float:

@@ -98,6 +98,18 @@ class Outbox:
             for seq, sink_, kind, msg_id, body, created_at, attempts in rows
         ]
 
+    def waiting_between(self, sink: str, *, after: int, before: int,
+                        besides: Sequence[int] = ()) -> bool:
+        """Whether a pending row of *sink* has a seq in (after, before), other than
+        *besides*: rows that would have to go out first (one index lookup)."""
+        query = ("SELECT seq FROM outbox WHERE sink = ? AND seq > ? AND seq < ?"
+                 " AND state = 'pending'")
+        params: list[Any] = [sink, after, before]
+        if besides:
+            query += f" AND seq NOT IN ({','.join('?' * len(besides))})"
+            params.extend(besides)
+        return self.db.connection().execute(query + " LIMIT 1", params).fetchone() is not None
+
     def ack(self, sink: str, seqs: Sequence[int]) -> None:
         """The sink confirmed these rows: forget them, remember the delivery."""
         if not seqs:
