@@ -7,7 +7,8 @@ the same private mosquitto; one subscriber here times every message from just be
 * latency p50 / p95 of ``--spaced`` messages ``--gap`` apart;
 * CPU per message over those (utime + stime from /proc);
 * idle CPU over ``--idle`` seconds with nothing arriving;
-* RSS after the run (VmRSS) and at its peak (VmHWM);
+* RSS after the run (VmRSS) and at its peak (VmHWM), modemd loaded from its bytecode caches
+  as installed (benchmarks/rss_steps.py breaks modemd's down by import);
 
 then modemd with four modems receiving at once (p95 against one modem).
 
@@ -22,6 +23,7 @@ within 1.25x of one modem's.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -110,6 +112,15 @@ def measure(name: str, sims: list[SimulatedModem], pid: int, arrivals: Arrivals,
     }
 
 
+def run_from_bytecode() -> None:
+    """modemd loads .pyc files, as installed: PYTHONDONTWRITEBYTECODE (set in some shells and
+    CI) would make it compile its code from source at every start, which leaves about 0.5-2
+    MiB more resident than loading compiled code (the bridge is one small script)."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "modemd")],
+                   check=True)
+
+
 def with_sims(count: int, body: Callable[[list[SimulatedModem]], dict[str, Any]],
               ) -> dict[str, Any]:
     sims = [SimulatedModem(profile="generic", imei=f"35693803565{i:04d}", capacity=300)
@@ -130,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    run_from_bytecode()
     results: dict[str, Any] = {"machine": machine()}
     print(f"machine: {results['machine']}")
     with tempfile.TemporaryDirectory(prefix="modemd-floor-") as tmp:

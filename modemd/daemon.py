@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modemd.config import Config
 from modemd.errors import ConfigError, StoreError
@@ -35,15 +35,16 @@ from modemd.sinks.mqtt import (
     RequestRoute,
     Topics,
 )
-from modemd.sources.smpp.bind import SmppBind, bind_from_config
 from modemd.store import STORE_FILENAME, Store
-from modemd.store.committer import GroupCommitter, GroupedJournal
 from modemd.store.journal import RawWriter
 from modemd.store.maintenance import StoreMaintenance
 from modemd.store.outbox import OutboxRow
 from modemd.systemd import Notifier
-from modemd.verify import Verifier, VerifySettings
-from modemd.verify.service import KIND as VERIFY_KIND
+
+if TYPE_CHECKING:  # imported where the config turns them on: the daemon stays resident
+    from modemd.sources.smpp.bind import SmppBind
+    from modemd.store.committer import GroupCommitter
+    from modemd.verify import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ def build_verifier(config: Config, store: Store, *,
     v, m = config.verify, config.mqtt
     if not v.enabled or m is None:
         return None
+    from modemd.verify import Verifier, VerifySettings
+
     settings = VerifySettings(
         secret=v.secret(config.gateway.state_dir),
         result_topic=Topics(m.base_topic, config.gateway.id).under("verify/result"),
@@ -169,6 +172,8 @@ def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = Non
         renderers: dict[str, Renderer] = {}
         topics = Topics(settings.base_topic, settings.gateway_id)
         if verifier is not None:
+            from modemd.verify.service import KIND as VERIFY_KIND
+
             def verify_request(request: Request) -> None:
                 verifier.request(request.payload, response_topic=request.response_topic,
                                  correlation=request.correlation)
@@ -285,6 +290,8 @@ class Daemon:
         # for what coincides); a lone modem commits itself, without the thread hop.
         journal: RawWriter = store.journal
         if cfg.smpp or len(cfg.modem) > 1:
+            from modemd.store.committer import GroupCommitter, GroupedJournal
+
             self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
             if len(cfg.modem) > 1:
                 journal = GroupedJournal(self.committer)
@@ -308,7 +315,9 @@ class Daemon:
         self.maintenance = StoreMaintenance(
             store.db, retention=cfg.store.retention, keep_marks=cfg.outbox.max_age,
             check_interval=cfg.store.check_interval)
-        if self.committer is not None:
+        if self.committer is not None and cfg.smpp:
+            from modemd.sources.smpp.bind import bind_from_config
+
             self.binds = [bind_from_config(b, self.committer) for b in cfg.smpp]
         for sink in self.sinks:
             sink.start()

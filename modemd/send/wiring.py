@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from modemd.config import Config
-from modemd.send.discovery import send_discovery_messages
 from modemd.send.service import SendService
 from modemd.sinks.mqtt import Renderer, Request, RequestRoute, Topics
 from modemd.store import Store
@@ -70,5 +69,7 @@ def send_announcements(config: Config) -> list[tuple[str, dict[str, Any]]]:
     mq = config.mqtt
     if not config.send.enabled or mq is None or not mq.homeassistant:
         return []
+    from modemd.send.discovery import send_discovery_messages  # Home Assistant's, when on
+
     return send_discovery_messages(config.send, config.devices, gateway_id=config.gateway.id,
                                    base_topic=mq.base_topic, discovery_prefix=mq.discovery_prefix)

@@ -19,9 +19,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
 
-from smpplib import exceptions as smpp_exceptions
-from smpplib import smpp as smpp_pdu
-
 from modemd.errors import DecodeError
 from modemd.sms.dcs import parse_dcs
 from modemd.sms.decode import _parse_udh
@@ -156,6 +153,11 @@ def parse_deliver_sm(raw: bytes) -> Any:
     is not a readable one."""
     if len(raw) < HEADER_OCTETS:
         raise DecodeError(f"a PDU is at least 16 octets, not {len(raw)}", field="header")
+    # here, not at the top: the pipeline imports this module, and a gateway without SMPP
+    # binds (nor SMPP rows in its journal) need not keep smpplib and six resident
+    from smpplib import exceptions as smpp_exceptions
+    from smpplib import smpp as smpp_pdu
+
     try:
         pdu = smpp_pdu.parse_pdu(raw, sequence=0, allow_unknown_opt_params=True)
     except (struct.error, IndexError, ValueError, KeyError, TypeError, AttributeError,

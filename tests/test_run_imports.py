@@ -1,0 +1,91 @@
+"""What a running `modemd run` has imported: the resident daemon loads the code of the
+features its config turns on, not of every feature (issue 18: memory).
+
+Each case is a real daemon process (modemd.launch.main, as the `modemd` entry point runs it)
+that writes its ``sys.modules`` to a file once it logs "modemd started", then stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, write_config
+from tests.mosquitto import free_port
+
+#: the daemon, with a handler on its own logger (run_daemon resets only the root's) that
+#: writes the modules once the daemon has started and then stops it as systemd would
+_PROBE = """
+import json, logging, os, signal, sys, threading
+from modemd.launch import main
+
+started = threading.Event()
+report_to = sys.argv[2]
+
+class Started(logging.Handler):
+    def emit(self, record):
+        if record.getMessage().startswith("modemd started"):
+            started.set()
+
+def report():
+    if started.wait(30):
+        with open(report_to, "w") as out:
+            json.dump(sorted(sys.modules), out)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+logging.getLogger("modemd.daemon").addHandler(Started())
+threading.Thread(target=report, daemon=True).start()
+sys.argv = ["modemd", "run", "-c", sys.argv[1], "--log-level", "INFO"]
+main()
+"""
+
+#: loaded only when the config asks for what they do
+_OPTIONAL = {
+    "SMPP": ("smpplib", "six", "modemd.sources.smpp", "modemd.store.committer",
+             "concurrent.futures"),
+    # (modemd.verify.store: the migration of a new store makes its tables)
+    "verify": ("modemd.verify.service", "modemd.verify.codes"),
+    "InfluxDB": ("modemd.sinks.influx",),
+    "Home Assistant discovery": ("modemd.payload.discovery",),
+    "the CLI": ("typer", "click", "modemd.cli"),
+    "number plans and the regex engine": ("phonenumbers", "regex"),
+}
+
+
+def modules_of_run(tmp_path: Path, extra: str = "") -> set[str]:
+    config = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                          modems=[{"name": "m1", "port": str(tmp_path / "no-such-port")}],
+                          mqtt={"host": "127.0.0.1", "port": free_port()}, extra=extra)
+    report = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", _PROBE, str(config), str(report)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    output = done.stdout + done.stderr
+    assert report.exists(), f"the daemon did not start (exit {done.returncode}):\n{output[-3000:]}"
+    assert "Traceback" not in output, output[-3000:]
+    return set(json.loads(report.read_text()))
+
+
+def loaded(modules: set[str], prefix: str) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for name in modules)
+
+
+def test_one_modem_and_mqtt_load_no_code_of_features_not_configured(tmp_path: Path) -> None:
+    modules = modules_of_run(tmp_path)
+    assert {"modemd.daemon", "modemd.sinks.mqtt", "paho.mqtt.client"} <= modules
+    unwanted = {feature: [p for p in prefixes if loaded(modules, p)]
+                for feature, prefixes in _OPTIONAL.items()}
+    assert not {feature: found for feature, found in unwanted.items() if found}
+
+
+@pytest.mark.parametrize(("extra", "feature"), [
+    ('\n[[smpp]]\nname = "agg"\nhost = "127.0.0.1"\nport = 9\nsystem_id = "gw"\n', "SMPP"),
+    ("\n[verify]\nenabled = true\n", "verify"),
+])
+def test_a_feature_configured_loads_its_code(tmp_path: Path, extra: str, feature: str) -> None:
+    modules = modules_of_run(tmp_path, extra)
+    assert all(loaded(modules, prefix) for prefix in _OPTIONAL[feature]
+               if prefix != "six" or loaded(modules, "smpplib")), sorted(modules)
