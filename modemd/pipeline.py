@@ -40,6 +40,7 @@ __all__ = ["LATE_PART_GRACE", "Pipeline", "Route", "sms_document"]
 
 #: Journal rows taken per batch.
 BATCH = 64
+INLINE_BATCH = 4  # rows a receiving thread processes itself; a backlog is the pipeline's
 #: Failed attempts at one journal row before it is quarantined (dead-lettered with the reason).
 MAX_ATTEMPTS = 5
 #: Seconds without progress (on a row, or round the loop) after which the pipeline is stalled.
@@ -194,7 +195,7 @@ class Pipeline:
             self.wake()
             return
         try:
-            more = self._process_batch()
+            more = self._process_batch(INLINE_BATCH)
         except Exception:  # the store failing: the pipeline thread retries and reports it
             log.debug("pipeline: processing on the receiving thread failed", exc_info=True)
             more = True
@@ -260,19 +261,19 @@ class Pipeline:
                 self.store.outbox.enforce_bounds(max_rows=self.max_rows, max_age=self.max_age)
         return busy
 
-    def _process_batch(self) -> bool:
+    def _process_batch(self, size: int = BATCH) -> bool:
         now = self.clock.monotonic()
         waiting = self._retry_at
-        limit = BATCH + len(waiting)
+        limit = size + len(waiting)
         records = self.store.journal.pending(limit=limit)
         if waiting and len(records) < limit:  # every pending row is here: forget the others
             pending = {r.raw_id for r in records}
             for raw_id in [k for k in waiting if k not in pending]:
                 del waiting[raw_id]
-        batch = [r for r in records if waiting.get(r.raw_id, 0.0) <= now][:BATCH]
+        batch = [r for r in records if waiting.get(r.raw_id, 0.0) <= now][:size]
         for record in batch:
             self.process(record)
-        return len(batch) == BATCH
+        return len(batch) == size
 
     # --- one record ----------------------------------------------------------------------------
 

@@ -122,10 +122,11 @@ class SerialTransport:
         ser = self._require()
         try:
             with self._write_lock:
+                # No flush(): its tcdrain waits until the bytes have left the UART (on a USB
+                # modem, until the write URB completes) before the answer can even be waited
+                # for; the kernel sends them in order either way.
                 ser.write(data)
-                ser.flush()
         except (serial.SerialException, OSError, termios.error) as exc:
-            # termios.error is not an OSError: pyserial's flush() raises it after an unplug.
             raise TransportError(f"write failed: {exc}", port=self.port) from exc
 
     def interrupt(self) -> None:
