@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from modemd.config import Config
 from modemd.daemon import Daemon
 from modemd.simulator import SimulatedModem
 from modemd.sinks.mqtt import MqttSettings, MqttSink
@@ -30,6 +31,14 @@ pytestmark = pytest.mark.integration
 def pending(store: Store) -> int:
     (stats,) = store.outbox.stats(["mqtt"])
     return int(stats.pending)
+
+
+def one_modem(tmp_path: Path, sim: SimulatedModem, broker: Mosquitto,
+              **mqtt: object) -> Config:
+    return load(write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                             modems=[{"name": "m1", "port": sim.port}],
+                             mqtt={"host": "127.0.0.1", "port": broker.port, "keepalive": 5,
+                                   **mqtt}))
 
 
 def committed_row(store: Store, n: int) -> OutboxRow:
@@ -84,11 +93,7 @@ def test_an_offer_never_overtakes_rows_that_wait(store: Store, broker: Mosquitto
 def test_messages_arriving_while_a_backlog_drains_keep_their_order(
     tmp_path: Path, sim: SimulatedModem, broker: Mosquitto
 ) -> None:
-    config = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
-                          modems=[{"name": "m1", "port": sim.port}],
-                          mqtt={"host": "127.0.0.1", "port": broker.port, "keepalive": 5,
-                                "max_inflight": 4})
-    daemon = Daemon(load(config))
+    daemon = Daemon(one_modem(tmp_path, sim, broker, max_inflight=4))
     daemon.start()
     pdus = unique_pdus(60, sender="+4915112345678", text="reading {i}")
     try:
@@ -120,10 +125,7 @@ def test_messages_arriving_while_a_backlog_drains_keep_their_order(
 def test_a_message_that_comes_while_the_pipeline_is_busy_waits_for_it_and_arrives_once(
     tmp_path: Path, sim: SimulatedModem, broker: Mosquitto
 ) -> None:
-    config = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
-                          modems=[{"name": "m1", "port": sim.port}],
-                          mqtt={"host": "127.0.0.1", "port": broker.port, "keepalive": 5})
-    daemon = Daemon(load(config))
+    daemon = Daemon(one_modem(tmp_path, sim, broker))
     daemon.start()
     recorder = Recorder(broker.port, ["modemd/gw1/sms"])
     pdus = unique_pdus(3, sender="+4915112345678", text="busy {i}")
