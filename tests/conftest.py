@@ -12,6 +12,7 @@ import pytest
 from modemd.simulator import SimulatedModem
 from modemd.store import Store
 from tests.mosquitto import Mosquitto
+from tests.notify import NotifySocket
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +50,11 @@ def sim() -> Iterator[SimulatedModem]:
     modem.start()
     yield modem
     modem.stop()
+
+
+@pytest.fixture
+def notify() -> Iterator[NotifySocket]:
+    """A $NOTIFY_SOCKET for a daemon to report to, as systemd would bind it."""
+    sock = NotifySocket()
+    yield sock
+    sock.close()

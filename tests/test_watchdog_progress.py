@@ -18,14 +18,7 @@ from modemd.simulator.modem import SimulatedModem
 from modemd.store import Store
 from modemd.systemd import Notifier
 from tests.helpers import unique_pdus, wait_until, write_config
-from tests.test_systemd import NotifySocket
-
-
-@pytest.fixture
-def notify() -> Iterator[NotifySocket]:
-    sock = NotifySocket()
-    yield sock
-    sock.close()
+from tests.notify import NotifySocket
 
 
 @pytest.fixture
