@@ -55,6 +55,16 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, Field(ge=0)]
 
 
+def number_patterns(patterns: list[str]) -> list[str]:
+    """Sender and destination patterns (allowed_senders, allowed_destinations), each checked
+    the same way, with the same message."""
+    for pattern in patterns:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            raise ValueError(f"{pattern!r}: {problem}")
+    return patterns
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -142,11 +152,7 @@ class ModemConfig(_Model):
     @field_validator("allowed_senders")
     @classmethod
     def _senders(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            problem = pattern_problem(pattern)
-            if problem is not None:
-                raise ValueError(f"{pattern!r}: {problem}")
-        return value
+        return number_patterns(value)
 
     @field_validator("pin")
     @classmethod
@@ -299,7 +305,7 @@ class SmppConfig(_Model):
     @field_validator("allowed_senders")
     @classmethod
     def _senders(cls, value: list[str]) -> list[str]:
-        return ModemConfig._senders(value)
+        return number_patterns(value)
 
     @model_validator(mode="after")
     def _backoff(self) -> SmppConfig:
@@ -444,11 +450,7 @@ class SendConfig(_Model):
     @field_validator("allowed_destinations")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            problem = pattern_problem(pattern)
-            if problem is not None:
-                raise ValueError(f"{problem}: {pattern!r}")
-        return value
+        return number_patterns(value)
 
 
 class Config(_Model):
