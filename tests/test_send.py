@@ -24,7 +24,7 @@ from modemd.daemon import Daemon
 from modemd.simulator import SimulatedModem
 from modemd.sinks.mqtt import MqttSink
 from modemd.sms import SmsSubmit, decode_pdu
-from tests.helpers import REPO, load, unique_pdus, wait_until, write_config
+from tests.helpers import REPO, DaemonProcess, load, unique_pdus, wait_until, write_config
 from tests.mosquitto import Mosquitto
 from tests.mqtt_client import Recorder
 
@@ -378,6 +378,7 @@ def test_flash_message_is_class_0(tmp_path: Path, sim: SimulatedModem, broker: M
 def test_burst_received_while_sending_is_not_starved(tmp_path: Path, sim: SimulatedModem,
                                                      broker: Mosquitto,
                                                      statuses: Recorder) -> None:
+    sim.sending.report_delay = 60.0  # no report within the test: the reads are the burst's
     daemon = start(tmp_path, sim, broker, max_per_hour=100)
     try:
         sim.set_quirk("slow", 0.03)  # every answer takes a while, as on a real line
@@ -581,3 +582,40 @@ def test_a_report_stored_in_sr_while_modemd_was_down_is_swept(
             wait_until(lambda: sim.messages("SR") == {}, what="SR swept and emptied")
         finally:
             daemon.stop()
+
+
+@pytest.mark.parametrize("stop", ["graceful", "sigkill"])
+def test_a_report_that_comes_while_modemd_is_down_is_read_at_the_next_start(
+        tmp_path: Path, sim: SimulatedModem, broker: Mosquitto, statuses: Recorder,
+        stop: str) -> None:
+    """Found: reports were asked for as +CDS (AT+CNMI <ds> 1), which the modem hands to
+    whoever listens and forgets; one that came while modemd was stopped (or dead) was lost
+    and the request stayed 'sent'. With sending on, reports are stored (SR, +CDSI) and read
+    like messages, so the sweep at the next start finds them."""
+    sim.sending.report_delay = 2.0
+    cfg = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
+                       modems=[{"name": "m1", "port": sim.port}],
+                       mqtt={"host": "127.0.0.1", "port": broker.port, "keepalive": 5},
+                       extra=send_section())
+    process = DaemonProcess(cfg).start()
+    try:
+        online = Recorder(broker.port, ["modemd/gw1/status"])
+        try:
+            online.wait_for(lambda msgs: any(m.payload == b"online" for m in msgs), 30)
+        finally:
+            online.close()
+        publish(broker, {"id": "late", "to": TO, "text": "STATUS?"})
+        wait_state(statuses, "late", "sent")
+        time.sleep(0.5)  # its PUBACK recorded: a kill now does not publish it again
+    finally:
+        if stop == "graceful":
+            process.stop()
+        else:
+            process.kill()
+    wait_until(lambda: sim.sending.reports_sent == 1, what="the report, while modemd is down")
+    daemon = start(tmp_path, sim, broker)
+    try:
+        wait_state(statuses, "late", "delivered")
+        assert states_of(statuses, "late") == ["queued", "sent", "delivered"]
+    finally:
+        daemon.stop()

@@ -640,13 +640,16 @@ def _pick(offered: Sequence[int], preferred: Sequence[int]) -> int | None:
     return None
 
 
-def choose_cnmi(options: Sequence[Sequence[int]], *, prefer_direct: bool = False) -> str:
+def choose_cnmi(options: Sequence[Sequence[int]], *, prefer_direct: bool = False,
+                store_reports: bool = False) -> str:
     """The ``AT+CNMI=`` argument string for what ``AT+CNMI=?`` offered.
 
     <mode> 2 (buffer in the TA while the link is busy), else 1, else 3; <mt> 1 (store, then
     ``+CMTI``), or 2 (``+CMT`` direct delivery) when ``prefer_direct`` and offered (and
     when 1 is not); <bm> 0; <ds> 1 (status reports as ``+CDS``) if offered, else 2
-    (stored, then ``+CDSI``), else 0; <bfr> 0 (flush buffered indications). Parameters the
+    (stored, then ``+CDSI``), else 0; with ``store_reports`` 2 first, so a report that comes
+    while nobody listens waits in SR instead of being handed to no one;
+    <bfr> 0 (flush buffered indications). Parameters the
     modem does not list are left off (from the first empty one). Raises
     :class:`ResponseParseError` if the modem offers no mode or no <mt> that forwards
     new-message indications.
@@ -659,7 +662,8 @@ def choose_cnmi(options: Sequence[Sequence[int]], *, prefer_direct: bool = False
     if mode is None or mt is None:
         raise ResponseParseError("no <mode>/<mt> that forwards SMS indications", line=what)
     chosen = [mode, mt]
-    for offered, preferred in zip(options[2:5], ((0,), (1, 2, 0), (0,)), strict=False):
+    reports = (2, 1, 0) if store_reports else (1, 2, 0)
+    for offered, preferred in zip(options[2:5], ((0,), reports, (0,)), strict=False):
         if not offered:
             break
         value = _pick(offered, preferred)

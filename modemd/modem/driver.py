@@ -676,8 +676,12 @@ class ModemDriver:
         try:
             options = at.parse_cnmi_test(line) if line else ()
             if options:
-                setting = at.choose_cnmi(options, prefer_direct=direct)
-                store = at.choose_cnmi(options, prefer_direct=False)
+                # Sending: delivery reports are stored (SR) and read like messages, so one
+                # that comes while modemd is down or restarting is read by the next sweep.
+                # (Text mode reads a report only as its one-line +CDS.)
+                reports = self.sweeps_status_reports and self.state.mode == "pdu"
+                setting = at.choose_cnmi(options, prefer_direct=direct, store_reports=reports)
+                store = at.choose_cnmi(options, prefer_direct=False, store_reports=reports)
         except ATError as exc:
             log.info("modem %s: CNMI options %r unusable (%s); trying %s", self.config.name,
                      line, exc, setting)
