@@ -170,9 +170,9 @@ def test_a_reading_queued_before_the_device_was_removed_brings_no_entity_back(
                                    scts=datetime(2026, 11, 25, 1, tzinfo=UTC)))
         store = daemon.store
         assert store is not None
-        wait_until(lambda: any(row.kind == "reading"
+        wait_until(lambda: any(row.kind == "reading" and row.body["state"]["battery"] == 3.6
                                for row in store.outbox.fetch("mqtt", limit=100)),
-                   what="the reading queued for mqtt")
+                   what="the new reading queued for mqtt")
     finally:
         daemon.stop()
 
