@@ -259,6 +259,7 @@ class ModemDriver:
         """
         self._hooks.append(hook)
         self._hook_due.append(next_due)
+        self._replan()  # an idle worker planned its wait without this hook
 
     def receive_work_waiting(self) -> bool:
         """A URC waits to be handled (hooks that can wait, such as sending, let it go first)."""
