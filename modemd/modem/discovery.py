@@ -230,7 +230,6 @@ def read_identity(port: str, *, baudrate: int = 115200, timeout: float = 1.0,
     except ModemdError:
         return None
     session = ATSession(transport, on_urc=lambda urc: None, name=f"probe:{port}")
-    session.start()
     try:
         session.execute("AT", timeout=timeout, check=False)
         imei = _digits(session.execute("AT+CGSN", timeout=timeout, check=False).lines,

@@ -205,7 +205,7 @@ class ModemDriver:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the worker; it leaves the modem storing new messages (CNMI store mode)."""
         self._stop.set()
-        self._urcs.put(_WAKE)  # an idle worker waits on its queue
+        self.wake()  # an idle worker waits on its port
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(min(timeout, max(2.0, self.timeout / 2)))
@@ -237,11 +237,14 @@ class ModemDriver:
 
     def _replan(self) -> None:
         if self._thread is not None and threading.current_thread() is not self._thread:
-            self._urcs.put(_WAKE)
+            self.wake()
 
     def wake(self) -> None:
         """Look for send work now rather than after the idle wait."""
         self._urcs.put(_WAKE)
+        session = self._session
+        if session is not None and threading.current_thread() is not self._thread:
+            session.interrupt()  # the idle worker reads its port (after the put: none lost)
 
     @property
     def alive(self) -> bool:
@@ -256,9 +259,14 @@ class ModemDriver:
         """
         self._hooks.append(hook)
         self._hook_due.append(next_due)
+        self._replan()  # an idle worker planned its wait without this hook
 
     def receive_work_waiting(self) -> bool:
         """A URC waits to be handled (hooks that can wait, such as sending, let it go first)."""
+        session = self._session
+        if self._urcs.empty() and session is not None \
+                and threading.current_thread() is self._thread:
+            session.pump(0.0)  # what already came but is not read yet
         return not self._urcs.empty()
 
     def stalled(self, now: float | None = None) -> str | None:
@@ -385,13 +393,12 @@ class ModemDriver:
             transport,
             on_urc=urcs.put,
             on_garbage=self._on_garbage,
-            on_dead=lambda: urcs.put(_WAKE),
+            on_dead=lambda: urcs.put(_WAKE),  # the worker reads: it sees the failure itself
             urc_prefixes=ALL_URC_PREFIXES,
             line_prefix_urcs=ALL_LINE_PREFIX_URCS,
             name=self.config.name,
         )
-        self._session = session
-        session.start()
+        self._session = session  # driven: the worker reads its port (no reader thread)
         self._initialise(first=True)
         ident = self.state.identity
         if not self.config.matches(imei=ident.imei, iccid=ident.iccid):
@@ -416,7 +423,7 @@ class ModemDriver:
         self.ready.set()
 
     def _on_garbage(self, event: Garbage) -> None:
-        self.garbage_lines += 1  # the reader thread's count; the worker copies it (no dict race)
+        self.garbage_lines += 1  # counted while reading; the worker copies it (no dict race)
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -717,10 +724,7 @@ class ModemDriver:
                 raise TransportError("port lost", port=self.state.port)
             wait = self._idle_wait()
             self._beat = time.monotonic() + wait  # waiting idle is not being stuck
-            try:
-                urc = self._urcs.get(timeout=wait)
-            except queue.Empty:
-                urc = None
+            urc = self._next_urc(session, wait)
             self._beat = time.monotonic()
             try:
                 if urc is not None and urc is not _WAKE:
@@ -733,6 +737,19 @@ class ModemDriver:
                     self.poll_health()
             except CommandTimeout as exc:
                 self._recover(exc)
+
+    def _next_urc(self, session: ATSession, wait: float) -> Urc | None:
+        """The next queued URC; none queued, read the port for at most ``wait`` s (a URC,
+        :meth:`wake` or the port failing ends the wait sooner)."""
+        try:
+            return self._urcs.get_nowait()
+        except queue.Empty:
+            pass
+        session.pump(wait)
+        try:
+            return self._urcs.get_nowait()
+        except queue.Empty:
+            return None
 
     def _idle_wait(self) -> float:
         """Seconds until the worker must act unasked: the next sweep, health poll or hook due

@@ -68,7 +68,6 @@ def read_port_roles(port: str, *, baudrate: int = 115200, timeout: float = 1.0,
     except ModemdError:
         return None
     session = ATSession(transport, on_urc=lambda urc: None, name=f"portmode:{port}")
-    session.start()
     try:
         answer = session.execute("AT^GETPORTMODE", timeout=timeout, check=False,
                                  response_prefixes=("^GETPORTMODE",))

@@ -515,7 +515,6 @@ def probe_port(
     session = ATSession(transport, on_urc=urcs.append, on_garbage=garbage.append,
                         urc_prefixes=ALL_URC_PREFIXES, line_prefix_urcs=ALL_LINE_PREFIX_URCS,
                         name=f"probe:{port}")
-    session.start()
     try:
         _probe(_Prober(session, timeout), report, problems, pin=pin, garbage=garbage,
                urcs=urcs)

@@ -1,10 +1,18 @@
 """An AT session: one command in flight over a transport, unsolicited codes handed off.
 
-A reader thread moves bytes from the transport into the sans-IO parser and routes its events:
-information lines and the final result to the command in flight, URCs to ``on_urc`` (which
-must not block: the driver puts them on its queue). Commands are serialised by a lock and each
-waits for its final result with its own timeout: a bound on the whole answer, or, for a
-listing (``progress=True``), "no byte for that long" so a long answer on a slow line completes.
+Bytes from the transport go into the sans-IO parser and its events are routed: information
+lines and the final result to the command in flight, URCs to ``on_urc`` (which must not block:
+the driver puts them on its queue). Who reads the transport depends on the mode:
+
+* driven (the default): the caller's thread. ``execute()`` reads until its own final result
+  and ``pump()`` is the idle wait between commands; another thread ends that wait with
+  :meth:`ATSession.interrupt`. No thread hop per line: the modem worker reads its own port.
+* threaded (after :meth:`ATSession.start`): a reader thread reads all the time, for callers
+  that must see URCs while they wait on something else (the console waits on stdin).
+
+Commands are serialised by a lock and each waits for its final result with its own timeout: a
+bound on the whole answer, or, for a listing (``progress=True``), "no byte for that long" so a
+long answer on a slow line completes.
 
 The transport is anything with ``read()``, ``write()``, ``close()`` and ``port``
 (:class:`~modemd.transport.Transport`): the serial port, or an in-process loopback in tests.
@@ -28,6 +36,10 @@ from modemd.errors import CommandFailed, CommandTimeout, PromptTimeout, Transpor
 from modemd.transport import Transport
 
 log = logging.getLogger(__name__)
+
+#: s: the longest read on a transport that cannot be interrupted (a pyserial URL), so that a
+#: driven session's idle wait still notices interrupt() and close() that soon.
+UNINTERRUPTIBLE_READ = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +79,11 @@ class _Pending:
 
 
 class ATSession:
-    """Drives one modem port: ``execute()`` commands, receive URCs via ``on_urc``."""
+    """Drives one modem port: ``execute()`` commands, receive URCs via ``on_urc``.
+
+    Driven unless :meth:`start` is called: then only the thread that calls ``execute()`` and
+    ``pump()`` may read (other threads may call :meth:`interrupt` and :meth:`close`).
+    """
 
     def __init__(
         self,
@@ -98,6 +114,9 @@ class ATSession:
         self._reader: threading.Thread | None = None
         self._failure: TransportError | None = None
         self.dead = threading.Event()  # set when the transport failed (port vanished)
+        interruptible = getattr(transport, "interruptible", True)
+        self._read_cap = None if interruptible and hasattr(transport, "interrupt") \
+            else UNINTERRUPTIBLE_READ
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -109,13 +128,32 @@ class ATSession:
 
     def close(self) -> None:
         self._stop.set()
-        interrupt = getattr(self.transport, "interrupt", None)
-        if interrupt is not None:
-            interrupt()  # a blocking read returns now
+        self.interrupt()
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(2.0)
         self.transport.close()
         self._fail_pending()
+
+    def interrupt(self) -> None:
+        """Make a blocking read (a driven session's :meth:`pump`) return now; one that starts
+        after this call returns at once (the transport keeps the request)."""
+        interrupt = getattr(self.transport, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
+
+    def pump(self, timeout: float) -> None:
+        """A driven session's idle wait: read and dispatch what comes (URCs to ``on_urc``)
+        until a URC came, ``timeout`` s passed, :meth:`interrupt` was called or the port
+        failed (then ``dead`` is set and ``on_dead`` told)."""
+        if self._reader is not None:  # threaded: the reader thread reads
+            self._stop.wait(timeout)
+            return
+        with self._command_lock:
+            deadline = time.monotonic() + timeout
+            while not self._stop.is_set() and not self.dead.is_set():
+                read, urcs = self._read_once(max(deadline - time.monotonic(), 0.0))
+                if not read or urcs or time.monotonic() >= deadline:
+                    return  # timed out, interrupted, or something to handle
 
     # --- commands ---------------------------------------------------------------------
 
@@ -154,7 +192,7 @@ class ATSession:
             try:
                 self.transport.write(command.encode("latin-1") + b"\r")
                 if data is not None:
-                    if not pending.wait(timeout, progress=False):
+                    if not self._await(pending, timeout, progress=False):
                         # No prompt: nothing was written. ESC ends a prompt that comes late,
                         # so the next command is not taken as the PDU.
                         with self._state_lock:
@@ -164,7 +202,7 @@ class ATSession:
                     if pending.prompt:  # else the final result came instead (an error)
                         pending.done.clear()
                         self.transport.write(data + b"\x1a")
-                if not pending.wait(timeout, progress=progress):
+                if not self._await(pending, timeout, progress=progress):
                     with self._state_lock:
                         self._parser.command_aborted()
                     raise CommandTimeout(shown, timeout)
@@ -179,42 +217,68 @@ class ATSession:
                 raise CommandFailed(shown, pending.final.kind.value, pending.final.code)
             return response
 
-    # --- the reader thread ----------------------------------------------------------------
+    def _await(self, pending: _Pending, timeout: float, *, progress: bool) -> bool:
+        """Wait for the prompt or the final result: the reader thread's, or read it here."""
+        if self._reader is not None:
+            return pending.wait(timeout, progress=progress)
+        start = time.monotonic()
+        while not pending.done.is_set():
+            if self._stop.is_set():
+                return True  # closed: execute() raises the failure
+            since = pending.progress_at if progress else start
+            remaining = since + timeout - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._read_once(remaining)
+        return True
+
+    # --- reading ---------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.transport.read()
-            except TransportError as exc:
-                if not self._stop.is_set():
-                    log.warning("%s: %s", self.name, exc)
-                    self._failure = exc
-                    self.dead.set()
-                    self._fail_pending()
-                    self._on_dead()
-                return
-            if data:
-                with self._state_lock:
-                    self.last_read_at = time.monotonic()
-                    if self._pending is not None:
-                        self._pending.progress_at = self.last_read_at
-                    events = self._parser.feed(data)
-                for event in events:
-                    self._dispatch(event)
+        while not self._stop.is_set() and not self.dead.is_set():
+            self._read_once(None)
 
-    def _dispatch(self, event: ATEvent) -> None:
+    def _read_once(self, timeout: float | None) -> tuple[bool, int]:
+        """One read (at most ``timeout`` s; None: the transport's own read timeout), its
+        events dispatched. Returns whether bytes came, and how many URCs they held."""
+        if timeout is not None and self._read_cap is not None:
+            timeout = min(timeout, self._read_cap)
+        try:
+            data = self.transport.read(timeout)
+        except TransportError as exc:
+            if not self._stop.is_set() and not self.dead.is_set():
+                log.warning("%s: %s", self.name, exc)
+                self._failure = exc
+                self.dead.set()
+                self._fail_pending()
+                self._on_dead()
+            return False, 0
+        if not data:
+            return False, 0
+        with self._state_lock:
+            self.last_read_at = time.monotonic()
+            if self._pending is not None:
+                self._pending.progress_at = self.last_read_at
+            events = self._parser.feed(data)
+        urcs = 0
+        for event in events:
+            urcs += self._dispatch(event)
+        return True, urcs
+
+    def _dispatch(self, event: ATEvent) -> int:
+        """Route one event; 1 if it was a URC."""
         if isinstance(event, Urc):
             self._on_urc(event)
-            return
+            return 1
         if isinstance(event, Garbage):
             shown = redact(event.data[:60].decode("latin-1"))  # a garbled echo may hold a PIN
             log.debug("%s: ignored %r (%s)", self.name, shown, event.reason)
             if self._on_garbage is not None:
                 self._on_garbage(event)
-            return
+            return 0
         pending = self._pending
         if pending is None:
-            return
+            return 0
         if isinstance(event, InfoLine):
             pending.lines.append(event)
         elif isinstance(event, Prompt):
@@ -223,6 +287,7 @@ class ATSession:
         elif isinstance(event, FinalResult):
             pending.final = event
             pending.done.set()
+        return 0
 
     def _fail_pending(self) -> None:
         pending = self._pending

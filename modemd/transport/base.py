@@ -17,7 +17,11 @@ class Transport(Protocol):
     port: str
 
     def open(self) -> None: ...
-    def read(self) -> bytes: ...
+    def read(self, timeout: float | None = None) -> bytes:
+        """What arrived, waiting at most ``timeout`` s (None: the transport's own read
+        timeout); b"" if nothing did. Raises TransportError when the port is gone."""
+        ...
+
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
 
@@ -26,7 +30,8 @@ class LoopbackTransport:
     """An in-process port: what the host writes goes to ``peer``; what the modem says is
     handed in with :meth:`deliver` and comes out of :meth:`read`. No pty, no file descriptor.
 
-    :meth:`vanish` makes the next read and write fail as an unplugged USB device does.
+    :meth:`vanish` makes the next read and write fail as an unplugged USB device does;
+    :meth:`interrupt` makes the read waiting (or the next one) return b"" at once.
     """
 
     def __init__(self, peer: Callable[[bytes], None] | None = None, *, port: str = "loopback",
@@ -38,6 +43,7 @@ class LoopbackTransport:
         self._cond = threading.Condition()
         self._open = False
         self._gone = False
+        self._interrupted = False
         self.written = bytearray()  # everything the host wrote, for assertions
 
     def connect(self, peer: Callable[[bytes], None]) -> None:
@@ -54,12 +60,13 @@ class LoopbackTransport:
             self._inbox += data
             self._cond.notify_all()
 
-    def read(self) -> bytes:
+    def read(self, timeout: float | None = None) -> bytes:
         with self._cond:
             self._check()
-            if not self._inbox:
-                self._cond.wait(self.read_timeout)
+            if not self._inbox and not self._interrupted:
+                self._cond.wait(self.read_timeout if timeout is None else timeout)
                 self._check()
+            self._interrupted = False
             data = bytes(self._inbox)
             self._inbox.clear()
             return data
@@ -70,6 +77,11 @@ class LoopbackTransport:
             self.written += data
         if self._peer is not None:
             self._peer(bytes(data))
+
+    def interrupt(self) -> None:
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:

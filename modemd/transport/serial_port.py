@@ -100,13 +100,24 @@ class SerialTransport:
         self._serial = ser
         log.debug("opened %s (%s) at %d baud", self.port, path, self.baudrate)
 
-    def read(self) -> bytes:
-        """What arrived, waiting at most ``read_timeout`` (None: until bytes arrive or
-        :meth:`interrupt`); b"" if nothing did.
+    @property
+    def interruptible(self) -> bool:
+        """Whether :meth:`interrupt` ends a waiting read (a device does; pyserial URLs not)."""
+        return hasattr(self._serial, "cancel_read")
+
+    def read(self, timeout: float | None = None) -> bytes:
+        """What arrived, waiting at most ``timeout`` s (None: ``read_timeout``, where None
+        means until bytes arrive or :meth:`interrupt`); b"" if nothing did.
 
         Raises TransportError when the device is gone (USB unplug, pty closed).
         """
         ser = self._require()
+        wanted = self.read_timeout if timeout is None else timeout
+        if ser.timeout != wanted:
+            # pyserial's timeout setter reprograms the tty (tcsetattr) on every change, and
+            # a driven session reads with a new deadline each time: its read looks at
+            # nothing but _timeout, so set that alone.
+            ser.__dict__["_timeout"] = wanted
         try:
             data: bytes = ser.read(1)
             if data:
