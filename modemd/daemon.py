@@ -142,7 +142,7 @@ def configured_announcer(config: Config) -> Configured | None:
             config.parser, config.devices, known, gateway_id=config.gateway.id,
             base_topic=mq.base_topic, discovery_prefix=mq.discovery_prefix,
             default_country_code=config.gateway.default_country_code,
-            only_configured=mq.ha_only_configured)]
+            allowed_devices=entity_devices(config))]
 
     return announce
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -564,31 +564,27 @@ def configured_discovery(
     base_topic: str = "modemd",
     discovery_prefix: str = "homeassistant",
     default_country_code: str | None = None,
-    only_configured: bool = False,
+    allowed_devices: Collection[str] | None = None,
 ) -> list[tuple[str, list[DiscoveryMessage]]]:
     """(owner, discovery configs) of every device the config names, plus every (rule, device)
     announced before whose rule is still configured (``known_owners``, from the store): what
     the MQTT sink announces at each connection and when Home Assistant comes back, so no
-    entity waits for its device's next SMS. ``only_configured`` leaves out devices that are
-    not in ``[devices]`` (nor a rule's fixed device); those announced before come back with
-    no configs, which removes their entities."""
+    entity waits for its device's next SMS. ``allowed_devices`` (``ha_only_configured``):
+    the only devices announced; the sink removes the entities of the others."""
     by_name = {rule.name: rule for rule in rules}
     wanted: dict[str, tuple[ParserRule, str]] = {
         owner_key(rule.name, device): (rule, device)
         for rule, device in configured_devices(rules, devices,
                                                default_country_code=default_country_code)
     }
-    fixed = {rule.device for rule in rules if rule.device is not None}
-    removed: list[tuple[str, list[DiscoveryMessage]]] = []
     for owner in known_owners:
         parts = _owner_parts(owner)
         if parts is None or parts[0] not in by_name:
             continue
-        if only_configured and parts[1] not in devices and parts[1] not in fixed:
-            removed.append((owner, []))  # its entities and retained state go
+        if allowed_devices is not None and parts[1] not in allowed_devices:
             continue
         wanted.setdefault(owner, (by_name[parts[0]], parts[1]))
-    announced: list[tuple[str, list[DiscoveryMessage]]] = removed
+    announced: list[tuple[str, list[DiscoveryMessage]]] = []
     for owner, (rule, device) in wanted.items():
         try:
             messages = discovery_messages(rule, device, gateway_id=gateway_id,
