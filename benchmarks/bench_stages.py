@@ -8,7 +8,7 @@ process). A few of the daemon's methods are wrapped to note when each message re
 the script prints the median time from one stage to the next:
 
     injected -> +CMTI handled -> AT+CMGR answered -> journal commit returned
-      -> pipeline processing -> MQTT publish (and AT+CMGD, after the commit)
+      -> pipeline processing -> MQTT publish -> fsync of the commit -> AT+CMGD
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ from tests.mosquitto import Mosquitto  # noqa: E402
 STAGES: list[tuple[str, type, str]] = [
     ("+CMTI handled", ModemDriver, "_handle_urc"),
     ("AT+CMGR answered", ModemDriver, "_take_entry"),
-    ("journal commit started", Journal, "commit_raw"),
+    ("journal commit started", Journal, "record_raw"),
     ("journal commit returned", Pipeline, "process_now"),
     ("pipeline processing", Pipeline, "process"),
     ("MQTT publish", MqttSink, "_publish_row"),
+    ("fsync started (after it)", Journal, "make_durable"),
+    ("AT+CMGD sent", ModemDriver, "_delete"),
 ]
 
 

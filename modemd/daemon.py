@@ -286,15 +286,13 @@ class Daemon:
         )
         if self.verifier is not None:
             self.verifier.on_result = self._wake_sinks
-        # Several sources receiving at once journal through one group committer (one fsync
-        # for what coincides); a lone modem commits itself, without the thread hop.
+        # An SMPP bind's deliver_sm go through one group committer (one fsync for what
+        # coincides). Modem workers commit themselves and share fsyncs (make_durable).
         journal: RawWriter = store.journal
-        if cfg.smpp or len(cfg.modem) > 1:
-            from modemd.store.committer import GroupCommitter, GroupedJournal
+        if cfg.smpp:
+            from modemd.store.committer import GroupCommitter
 
             self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
-            if len(cfg.modem) > 1:
-                journal = GroupedJournal(self.committer)
         self.drivers = [
             ModemDriver(
                 modem, journal=journal, on_committed=self.pipeline.process_now,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -367,10 +368,37 @@ class FailingJournal:
         self.journal = journal
         self.healthy = False
 
-    def commit_raw(self, **kwargs: Any) -> CommitResult:
+    def record_raw(self, **kwargs: Any) -> CommitResult:
         if not self.healthy:
             raise StoreError("database or disk is full")
-        return self.journal.commit_raw(**kwargs)
+        return self.journal.record_raw(**kwargs)
+
+    def make_durable(self, result: CommitResult) -> None:
+        self.journal.make_durable(result)
+
+
+class SlowDisk:
+    """The store's journal on a disk whose fsync takes until ``synced`` is set, and then
+    fails while ``broken``; what the modem worker was told meanwhile is in ``told``."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.synced = threading.Event()
+        self.broken = False
+        self.syncing = 0
+        self.told: list[str] = []
+
+    def record_raw(self, **kwargs: Any) -> CommitResult:
+        result = self.journal.record_raw(**kwargs)
+        self.told.append(result.raw_id)
+        return result
+
+    def make_durable(self, result: CommitResult) -> None:
+        self.syncing += 1
+        self.synced.wait(30)
+        if self.broken:
+            raise StoreError("disk I/O error")
+        self.journal.make_durable(result)
 
 
 @BOTH
@@ -512,3 +540,75 @@ def test_worker_hooks_run_on_the_worker_and_a_failing_one_stops_nothing(tmp_path
             no_reconnects(driver)
     finally:
         sim.stop()
+
+
+# --- the fsync comes after the hand-over and before the delete (issue 18) ------------------
+
+@BOTH
+def test_the_pipeline_has_a_message_while_its_fsync_runs_and_the_modem_keeps_it_until_then(
+    tmp_path: Path, over: str
+) -> None:
+    sim = loopback(over=over)
+    store = Store(tmp_path / "state")
+    disk = SlowDisk(store.journal)
+    handed_over: list[int] = []
+    pdu = unique_pdus(1)[0]
+    try:
+        with running(tmp_path / "x", sim, journal=disk) as (driver, _s):
+            driver.on_committed = lambda: handed_over.append(disk.syncing)
+            wait_until(driver.ready.is_set, what="ready")
+            sim.deliver(pdu)
+            wait_until(lambda: disk.syncing == 1, what="the fsync under way")
+            assert handed_over == [0]  # told before the fsync began
+            assert journalled(store) == [pdu]  # committed: the pipeline can read it
+            time.sleep(0.2)
+            assert on_sim(sim) == [pdu]  # not deleted while the disk has not confirmed
+            disk.synced.set()
+            wait_until(lambda: not on_sim(sim), what="deleted once durable")
+            no_reconnects(driver)
+    finally:
+        sim.stop()
+        store.close()
+
+
+@BOTH
+def test_a_failing_fsync_leaves_the_message_on_the_modem(tmp_path: Path, over: str) -> None:
+    sim = loopback(over=over)
+    store = Store(tmp_path / "state")
+    disk = SlowDisk(store.journal)
+    disk.broken = True
+    disk.synced.set()
+    pdu = unique_pdus(1)[0]
+    try:
+        with running(tmp_path / "x", sim, journal=disk) as (driver, _s):
+            wait_until(driver.ready.is_set, what="ready")
+            sim.deliver(pdu)
+            wait_until(lambda: "disk I/O error" in (driver.state.last_error or ""),
+                       what="the store failure reported")
+            assert on_sim(sim) == [pdu]
+            disk.broken = False
+            wait_until(lambda: not on_sim(sim), timeout=30, what="taken once the disk works")
+            assert journalled(store) == [pdu]  # once: the second read was a duplicate
+            assert len(disk.told) >= 2 and set(disk.told) == {disk.told[0]}
+    finally:
+        sim.stop()
+        store.close()
+
+
+@BOTH
+def test_direct_delivery_is_acknowledged_only_after_the_fsync(tmp_path: Path, over: str) -> None:
+    sim = loopback(over=over, cnma_timeout=5)
+    store = Store(tmp_path / "state")
+    disk = SlowDisk(store.journal)
+    try:
+        with running(tmp_path / "x", sim, journal=disk, delivery="direct") as (driver, _s):
+            wait_until(driver.ready.is_set, what="ready")
+            sim.deliver(unique_pdus(1)[0])
+            wait_until(lambda: disk.syncing == 1, what="the fsync under way")
+            time.sleep(0.2)
+            assert sim.acknowledged == []
+            disk.synced.set()
+            wait_until(lambda: len(sim.acknowledged) == 1, what="+CNMA after the fsync")
+    finally:
+        sim.stop()
+        store.close()

@@ -1,12 +1,14 @@
-"""Several modems journal through one group committer (issue 18: four modems at once).
+"""Modems receiving at once share fsyncs (issue 18: four modems at once).
 
 Messages that reach four modems in the same instant used to queue for four fsyncs one after
-another; through the committer, what coincides shares one durable commit. A lone modem
-still commits itself (no thread hop on its path).
+another. Each worker now commits without one, hands the row on, and then waits for the
+disk (Journal.make_durable): the commits made while an fsync runs share the next one, and
+the write lock is never held during an fsync. No committer thread sits on a modem's path.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,49 +16,69 @@ from pathlib import Path
 import pytest
 
 from modemd.daemon import Daemon
-from modemd.errors import StoreError
 from modemd.simulator import SimulatedModem
 from modemd.store import Store
-from modemd.store.committer import GroupCommitter, GroupedJournal
-from modemd.store.journal import CommitResult, Journal, raw_id_for
+from modemd.store.database import StoreVanished
+from modemd.store.journal import Journal, raw_id_for
 from tests.helpers import load, unique_pdus, wait_until, write_config
 from tests.mosquitto import Mosquitto
 from tests.mqtt_client import Recorder
 
 
-def test_records_arriving_during_a_commit_share_the_next_one(store: Store) -> None:
-    committer = GroupCommitter(store.journal)
-    journal = GroupedJournal(committer)
-    committer.start()
-    results: list[CommitResult] = []
+def counting_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make os.fsync note the file each call syncs (and still sync it)."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_records_committed_during_an_fsync_share_the_next_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = counting_fsyncs(monkeypatch)
+    durable: list[str] = []
     lock = threading.Lock()
 
     def receive(modem: str) -> None:
-        result = journal.commit_raw(modem=modem, mode="pdu", raw=modem.encode() * 8)
+        result = store.journal.record_raw(modem=modem, mode="pdu", raw=modem.encode() * 8)
+        store.journal.make_durable(result)
         with lock:
-            results.append(result)
+            durable.append(result.raw_id)
 
     workers = [threading.Thread(target=receive, args=(f"m{i}",)) for i in range(4)]
-    try:
-        with store.db._write_lock:  # a commit under way: the first batch waits for it
-            workers[0].start()
-            wait_until(lambda: committer._queue.qsize() == 0, what="the first record taken")
-            for worker in workers[1:]:
-                worker.start()
-            wait_until(lambda: committer._queue.qsize() == 3, what="three records queued")
+    with store.db._sync_lock:  # an fsync under way: all four commit meanwhile
         for worker in workers:
-            worker.join(10)
-    finally:
-        committer.stop()
-    assert len(results) == 4 and all(r.inserted for r in results)
-    assert (committer.batches, committer.records, committer.largest_batch) == (2, 4, 3)
-    assert store.journal.count() == 4
+            worker.start()
+        wait_until(lambda: store.journal.count() == 4, what="four records committed")
+        assert durable == []  # none is durable before an fsync after its commit
+    for worker in workers:
+        worker.join(10)
+    assert len(durable) == 4
+    assert len(synced) == 1 and synced[0] == f"{store.db.path}-wal"
 
 
-def test_a_commit_that_never_comes_is_a_store_error(store: Store) -> None:
-    journal = GroupedJournal(GroupCommitter(store.journal), timeout=0.2)  # never started
-    with pytest.raises(StoreError, match="no commit within"):
-        journal.commit_raw(modem="m1", mode="pdu", raw=b"\x00" * 12)
+def test_a_record_already_synced_costs_no_fsync(store: Store,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    first = store.journal.record_raw(modem="m1", mode="pdu", raw=b"\x00" * 12)
+    second = store.journal.record_raw(modem="m2", mode="pdu", raw=b"\x01" * 12)
+    synced = counting_fsyncs(monkeypatch)
+    store.journal.make_durable(second)  # covers the first too
+    store.journal.make_durable(first)
+    assert len(synced) == 1
+
+
+def test_a_store_deleted_before_the_fsync_is_reported_as_vanished(store: Store) -> None:
+    result = store.journal.record_raw(modem="m1", mode="pdu", raw=b"\x00" * 12)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store.db.path}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StoreVanished):
+        store.journal.make_durable(result)
 
 
 @pytest.fixture
@@ -91,8 +113,7 @@ def test_four_modems_receiving_at_once_deliver_every_message_once(
         ids = sorted(m.json()["id"] for m in received)
         assert ids == sorted(raw_id_for("pdu", p) for s in supplies for p in s)
         assert {m.json()["modem"] for m in received} == {"m1", "m2", "m3", "m4"}
-        assert daemon.committer is not None
-        assert daemon.committer.records == 40  # every modem's record went through it
+        assert daemon.committer is None  # each worker commits; they share fsyncs
         wait_until(lambda: all(not sim.messages() for sim in sims), what="all deleted")
     finally:
         daemon.stop()
@@ -100,7 +121,7 @@ def test_four_modems_receiving_at_once_deliver_every_message_once(
 
 
 @pytest.mark.integration
-def test_a_lone_modem_commits_without_the_committer(tmp_path: Path, sim: SimulatedModem
+def test_a_modem_commits_without_the_committer(tmp_path: Path, sim: SimulatedModem
                                                     ) -> None:
     config = write_config(tmp_path / "modemd.toml", state_dir=tmp_path / "state",
                           modems=[{"name": "m1", "port": sim.port}])

@@ -52,12 +52,14 @@ def test_retained_device_state_expires_with_expire_after_over_mqtt5(
     sink = MqttSink(store, MqttSettings(host="127.0.0.1", port=broker.port, gateway_id="gw"))
     sink.start()
     try:
-        put_reading(store, "DEAD", expire_after=1)
+        # 3 s, not 1: the first look (connect, SUBACK, 0.5 s) must fall inside it on a busy CI
+        put_reading(store, "DEAD", expire_after=3)
         put_reading(store, "FOREVER", expire_after=None)
         sink.wake()
         wait_until(lambda: pending(store) == 0, 10, what="both rows acknowledged")
+        acked = time.monotonic()
         assert retained_states(broker.port) == {"DEAD", "FOREVER"}
-        time.sleep(1.6)
+        time.sleep(max(0.0, acked + 3.6 - time.monotonic()))
         # Home Assistant starting now must not see DEAD as alive.
         assert retained_states(broker.port) == {"FOREVER"}
     finally:
@@ -71,12 +73,13 @@ def test_over_mqtt311_modemd_clears_an_expired_retained_state_itself(
                                         protocol="3.1.1"))
     sink.start()
     try:
-        put_reading(store, "DEAD", expire_after=1)
+        put_reading(store, "DEAD", expire_after=3)  # 3 s: see the test above
         put_reading(store, "FOREVER", expire_after=None)
         sink.wake()
         wait_until(lambda: pending(store) == 0, 10, what="both rows acknowledged")
+        acked = time.monotonic()
         assert retained_states(broker.port) == {"DEAD", "FOREVER"}
-        time.sleep(2.5)  # expiry, plus the sink's idle pass
+        time.sleep(max(0.0, acked + 4.5 - time.monotonic()))  # expiry, and the sink's pass
         assert retained_states(broker.port) == {"FOREVER"}
     finally:
         sink.stop()

@@ -829,7 +829,7 @@ class ModemDriver:
 
     def _commit(self, mode: RecordMode, raw: bytes, *, storage: str | None,
                 index: int | None) -> None:
-        result = self.journal.commit_raw(
+        result = self.journal.record_raw(
             modem=self.config.name,
             imei=self.state.identity.imei,
             storage=storage,
@@ -839,7 +839,8 @@ class ModemDriver:
         )
         if result.inserted:
             self.state.received += 1
-            self.on_committed()
+            self.on_committed()  # the sinks get it while the disk syncs: the modem keeps it
+        self.journal.make_durable(result)  # only then may the modem forget it
 
     def _select_storage(self, storage: str) -> None:
         if storage and storage != self._read_storage:

@@ -20,7 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from modemd.errors import StoreError
-from modemd.store.journal import CommitResult, Journal, RawEntry, RecordMode
+from modemd.store.journal import CommitResult, Journal, RawEntry
 
 log = logging.getLogger(__name__)
 
@@ -145,20 +145,3 @@ class GroupCommitter:
             done(result, error)
         except Exception:  # a caller's bug must not stop everyone's commits
             log.exception("%s: a commit callback failed", self.name)
-
-
-class GroupedJournal:
-    """A modem worker's journal when several sources receive at once: each commit_raw goes
-    through the shared committer and returns once durable, so messages that arrive on four
-    modems in the same instant share one fsync instead of queueing for four."""
-
-    def __init__(self, committer: GroupCommitter, *, timeout: float = 30.0) -> None:
-        self.committer = committer
-        self.timeout = timeout
-
-    def commit_raw(self, *, modem: str, mode: RecordMode, raw: bytes, imei: str | None = None,
-                   storage: str | None = None, sim_index: int | None = None,
-                   received_at: float | None = None) -> CommitResult:
-        entry = RawEntry(modem=modem, mode=mode, raw=raw, imei=imei, storage=storage,
-                         sim_index=sim_index, received_at=received_at)
-        return self.committer.commit(entry, timeout=self.timeout)

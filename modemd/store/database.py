@@ -2,10 +2,14 @@
 
 WAL mode so readers (CLI, sinks) never block the writer. One connection per thread. The
 ingest connection runs with ``synchronous=FULL``: its commit is the durability promise that
-allows deleting the message from the modem. Everything downstream of the journal (messages,
-outbox, acks) can be rebuilt from the journal, so those connections use ``NORMAL``: a power
-loss may roll back their last transactions, which re-runs processing and at worst repeats a
-delivery that carries the same id.
+allows deleting the message from the modem. A modem worker instead commits without the
+fsync, hands the row on, and only then makes it durable (:meth:`Database.sync_through`, one
+fsync of the WAL that callers waiting meanwhile share) before it deletes the message: the
+modem still holds the message until then, so a power loss in between repeats a message
+(same id), never loses one, and the fsync is off the path to the sinks. Everything
+downstream of the journal (messages, outbox, acks) can be rebuilt from the journal, so those
+connections use ``NORMAL``: a power loss may roll back their last transactions, which re-runs
+processing and at worst repeats a delivery that carries the same id.
 
 Opening costs the same at any size: the schema is brought to the latest version by the
 migration ladder (nothing to do once it is), and the file gets a structural probe that reads
@@ -125,6 +129,10 @@ class Database:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
+        # commits counted under the write lock; sync_through makes those up to a count durable
+        self._commits = 0
+        self._synced = 0
+        self._sync_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._uri: str | None = None
         self._identity: tuple[int, int] | None = None
@@ -291,8 +299,53 @@ class Database:
             except sqlite3.DatabaseError as exc:
                 _rollback(conn)
                 raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+            self._commits += 1
         if durable and self.vanished() is not None:
             raise StoreVanished(str(self._vanished))
+
+    @property
+    def commits(self) -> int:
+        """How many transactions this process has committed: the ticket for sync_through."""
+        return self._commits
+
+    def sync_through(self, ticket: int) -> None:
+        """Make every transaction up to *ticket* (a :attr:`commits` read after them) durable.
+
+        One fsync of the WAL, where a ``synchronous=NORMAL`` commit wrote its frames without
+        one; that is what ``FULL`` does inside the commit. Callers that come while an fsync
+        runs wait for it and share the next one, so modems receiving at once pay one fsync,
+        and none of them holds the write lock meanwhile. A checkpoint in between has synced
+        the frames it moved (SQLite syncs the WAL before and the file after a checkpoint).
+        Raises StoreVanished when the file is no longer the store at its path.
+        """
+        if self._vanished is not None:
+            raise StoreVanished(self._vanished)
+        if self._synced < ticket:
+            with self._sync_lock:
+                if self._synced < ticket:
+                    through = self._commits  # each counted commit has written its frames
+                    try:
+                        self._fsync_wal()
+                    except StoreError:
+                        if self.vanished() is not None:
+                            raise StoreVanished(str(self._vanished)) from None
+                        raise
+                    self._synced = through
+        if self.vanished() is not None:
+            raise StoreVanished(str(self._vanished))
+
+    def _fsync_wal(self) -> None:
+        try:
+            try:
+                fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:  # not in WAL mode (or checkpointed away): the file
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot sync the journal: {exc.strerror}") from exc
 
     def run_alone(self, statement: str) -> None:
         """Run one statement that must step to its end in a transaction of its own (such as

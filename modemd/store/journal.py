@@ -97,6 +97,7 @@ class RawEntry:
 class CommitResult:
     raw_id: str
     inserted: bool  # False: this exact record was already journalled (re-read after a crash)
+    ticket: int = 0  # the store's commit count after it: what make_durable syncs through
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +123,14 @@ def _record(row: tuple[Any, ...]) -> JournalRecord:
 
 
 class RawWriter(Protocol):
-    """What a modem worker journals through: the journal itself, or a group committer."""
+    """What a modem worker journals through: record (committed, visible to the pipeline),
+    then make durable before the modem may forget the message."""
 
-    def commit_raw(self, *, modem: str, mode: RecordMode, raw: bytes, imei: str | None = None,
+    def record_raw(self, *, modem: str, mode: RecordMode, raw: bytes, imei: str | None = None,
                    storage: str | None = None, sim_index: int | None = None,
                    received_at: float | None = None) -> CommitResult: ...
+
+    def make_durable(self, result: CommitResult) -> None: ...
 
 
 class Journal:
@@ -152,8 +156,27 @@ class Journal:
 
         Only after this returns may the modem be told to delete the message.
         """
+        result = self.record_raw(modem=modem, mode=mode, raw=raw, imei=imei, storage=storage,
+                                 sim_index=sim_index, received_at=received_at)
+        self.make_durable(result)
+        return result
+
+    def record_raw(
+        self,
+        *,
+        modem: str,
+        mode: RecordMode,
+        raw: bytes,
+        imei: str | None = None,
+        storage: str | None = None,
+        sim_index: int | None = None,
+        received_at: float | None = None,
+    ) -> CommitResult:
+        """Commit one received record, not yet durable: the pipeline may process it at once
+        while :meth:`make_durable` waits for the disk. The modem must keep the message until
+        make_durable has returned (a power loss may take this commit back)."""
         raw_id = raw_id_for(mode, raw)
-        with self.db.transaction(durable=True) as conn:
+        with self.db.transaction() as conn:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO journal"
                 "(raw_id, modem, imei, storage, sim_index, mode, raw, received_at)"
@@ -163,7 +186,11 @@ class Journal:
             inserted = cur.rowcount == 1
             if not inserted:
                 self.db.bump(conn, "journal.duplicates")
-        return CommitResult(raw_id=raw_id, inserted=inserted)
+        return CommitResult(raw_id=raw_id, inserted=inserted, ticket=self.db.commits)
+
+    def make_durable(self, result: CommitResult) -> None:
+        """Return once *result*'s commit is on the disk (StoreVanished: it is not the store's)."""
+        self.db.sync_through(result.ticket)
 
     def commit_many(self, entries: Sequence[RawEntry]) -> list[CommitResult]:
         """Commit several records in ONE durable transaction (one fsync), in order.
