@@ -106,6 +106,8 @@ def measure(name: str, sims: list[SimulatedModem], pid: int, arrivals: Arrivals,
     return {
         "name": name, "modems": len(sims), **latency,
         "cpu_ms_per_msg": round((after.cpu_s - before.cpu_s) / len(ids) * 1000, 3),
+        "system_ms_per_msg": round((after.system_s - before.system_s) / len(ids) * 1000, 3),
+        "switches_per_msg": round((after.switches - before.switches) / len(ids), 1),
         "idle_cpu_percent": round(idle * 100, 3),
         "rss_mib": round(after.rss_kib / 1024, 1),
         "peak_rss_mib": round(after.hwm_kib / 1024, 1),
@@ -178,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     results.update(bridge=bridge, modemd=one, modemd_4=four)
     for r in (bridge, one, four):
         print(f"{r['name']:<8} ({r['modems']} modem(s)): p50 {r['p50_ms']:.2f} ms, "
-              f"p95 {r['p95_ms']:.2f} ms, CPU {r['cpu_ms_per_msg']:.3f} ms/msg, "
+              f"p95 {r['p95_ms']:.2f} ms, CPU {r['cpu_ms_per_msg']:.3f} ms/msg "
+              f"({r['system_ms_per_msg']:.3f} system, {r['switches_per_msg']:.1f} context "
+              f"switches), "
               f"idle {r['idle_cpu_percent']:.3f} % of a core, RSS {r['rss_mib']:.1f} MiB "
               f"(peak {r['peak_rss_mib']:.1f})")
     ratios = {

@@ -83,6 +83,8 @@ class ProcSample:
     hwm_kib: int  # peak RSS so far
     fds: int
     threads: int
+    system_s: float = 0.0  # the kernel's part of cpu_s
+    switches: int = 0  # context switches of all its threads, voluntary or not
 
 
 def sample(pid: int) -> ProcSample:
@@ -98,7 +100,20 @@ def sample(pid: int) -> ProcSample:
         hwm_kib=int(status["VmHWM"].split()[0]),
         fds=len(os.listdir(f"/proc/{pid}/fd")),
         threads=int(status["Threads"]),
+        system_s=stime / CLOCK_TICK,
+        switches=_context_switches(pid),
     )
+
+
+def _context_switches(pid: int) -> int:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            lines = (task / "status").read_text().splitlines()
+        except OSError:  # the thread ended meanwhile
+            continue
+        total += sum(int(line.split()[1]) for line in lines if "ctxt_switches" in line)
+    return total
 
 
 class NotifySocket:
