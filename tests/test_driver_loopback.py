@@ -28,7 +28,7 @@ from modemd.modem.driver import ModemDriver
 from modemd.simulator import SimulatedModem
 from modemd.simulator.profiles import IccidCommand, sim_profile
 from modemd.store import Store
-from modemd.store.journal import CommitResult, Journal
+from modemd.store.journal import CommitResult, Journal, raw_id_for
 from tests.helpers import on_sim, unique_pdus, wait_until
 
 IMEI = "356938035643809"
@@ -609,6 +609,46 @@ def test_direct_delivery_is_acknowledged_only_after_the_fsync(tmp_path: Path, ov
             assert sim.acknowledged == []
             disk.synced.set()
             wait_until(lambda: len(sim.acknowledged) == 1, what="+CNMA after the fsync")
+    finally:
+        sim.stop()
+        store.close()
+
+
+@BOTH
+def test_a_burst_shares_fsyncs_and_no_message_leaves_the_modem_before_its_own(
+    tmp_path: Path, over: str
+) -> None:
+    sim = loopback(over=over)
+    store = Store(tmp_path / "state")
+    pdus = unique_pdus(12)
+    by_id = {raw_id_for("pdu", pdu): pdu for pdu in pdus}
+    deleted_early: list[str] = []
+    synced: set[str] = set()
+
+    class CheckedDisk(SlowDisk):
+        def make_durable(self, result: CommitResult) -> None:
+            # every message journalled so far and not yet synced must still be on the modem
+            held = set(on_sim(sim))
+            deleted_early.extend(r for r in self.told if r not in synced
+                                 and by_id[r] not in held)
+            super().make_durable(result)
+            synced.update(self.told)
+
+    disk = CheckedDisk(store.journal)
+    try:
+        with running(tmp_path / "x", sim, journal=disk) as (driver, _s):
+            wait_until(driver.ready.is_set, what="ready")
+            sim.deliver(pdus[0])
+            wait_until(lambda: disk.syncing == 1, what="the first fsync under way")
+            sim.deliver_many(pdus[1:])  # their notices wait on the port while the disk is slow
+            time.sleep(0.3)
+            disk.synced.set()
+            wait_until(lambda: not on_sim(sim) and len(journalled(store)) == 12, timeout=30,
+                       what="all twelve taken")
+            assert deleted_early == []
+            assert sorted(journalled(store)) == sorted(pdus)
+            assert disk.syncing < 12, disk.syncing  # shared: fewer fsyncs than messages
+            no_reconnects(driver)
     finally:
         sim.stop()
         store.close()

@@ -58,7 +58,7 @@ from modemd.modem.profiles import (
 from modemd.modem.reading import PDU_MODE, TEXT_MODE, EntryRecord, ReadMode
 from modemd.modem.session import ATSession, Response
 from modemd.modem.state import ModemIdentity, ModemState, Phase
-from modemd.store.journal import RawWriter, RecordMode
+from modemd.store.journal import CommitResult, RawWriter, RecordMode
 from modemd.transport import SerialTransport, Transport
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,9 @@ log = logging.getLogger(__name__)
 # Put on the URC queue to end the worker's idle wait at once (a send was queued).
 _WAKE = Urc("")
 HOOK_POLL = 0.25  # s: how often an idle worker runs hooks that cannot say when they are due
+# Messages of a burst journalled before one fsync covers them all and they are deleted: a
+# few, so a small SIM does not fill with messages that are already taken.
+MAX_UNSYNCED = 4
 MAX_IDLE_WAIT = 30.0  # s: the longest idle wait (the stall limit is at least 120 s)
 
 # Broadcast and status-report storages hold no SMS-DELIVER for us to sweep.
@@ -172,6 +175,9 @@ class ModemDriver:
         self._backoff = Backoff(base=0.5, cap=max_backoff)
         self._reader: ReadMode = PDU_MODE
         self._read_storage: str | None = None
+        # journalled, not yet durable: the latest commit and the slots to delete after its fsync
+        self._unsynced: CommitResult | None = None
+        self._to_delete: list[tuple[str, int]] = []
         self._refused_pin: str | None = None
         self._pin_timed_out = False
         self._wrong_modem = False
@@ -480,6 +486,7 @@ class ModemDriver:
     # --- init --------------------------------------------------------------------------------
 
     def _initialise(self, *, first: bool = False) -> None:
+        self._forget_unsynced()
         self._set_phase(Phase.INITIALISING)
         self._first_sync = first
         for step in INIT_STEPS:
@@ -729,6 +736,9 @@ class ModemDriver:
             try:
                 if urc is not None and urc is not _WAKE:
                     self._handle_urc(urc)
+                if self._notice_waiting() and self._to_delete:
+                    continue  # a burst: read the next message first, one fsync for both
+                self._sync_and_delete()
                 self._run_hooks()
                 now = time.monotonic()
                 if now >= self._next_sweep:
@@ -829,6 +839,8 @@ class ModemDriver:
 
     def _commit(self, mode: RecordMode, raw: bytes, *, storage: str | None,
                 index: int | None) -> None:
+        """Journal a message and hand it on; not durable yet (see :meth:`_sync_and_delete`).
+        Its slot, if any, joins those to delete once it is."""
         result = self.journal.record_raw(
             modem=self.config.name,
             imei=self.state.identity.imei,
@@ -840,7 +852,36 @@ class ModemDriver:
         if result.inserted:
             self.state.received += 1
             self.on_committed()  # the sinks get it while the disk syncs: the modem keeps it
-        self.journal.make_durable(result)  # only then may the modem forget it
+        self._unsynced = result
+        if index is not None:
+            self._to_delete.append((storage or "", index))
+            if len(self._to_delete) >= MAX_UNSYNCED:
+                self._sync_and_delete()
+
+    def _sync_and_delete(self) -> None:
+        """Make what was journalled durable (one fsync for all of it), and only then delete
+        those messages from the modem."""
+        latest, self._unsynced = self._unsynced, None
+        slots, self._to_delete = self._to_delete, []
+        if latest is None:
+            return
+        self.journal.make_durable(latest)  # raises: nothing deleted, a sweep takes them again
+        for storage, index in slots:
+            self._select_storage(storage)
+            self._delete(index)
+
+    def _forget_unsynced(self) -> None:
+        """After a restart, a reset or a lost port a slot may hold another message now: keep
+        the slots not yet deleted on the modem; the sweep that follows reads them again (the
+        journal knows them: duplicates) and deletes them after their fsync."""
+        self._unsynced = None
+        self._to_delete = []
+
+    def _notice_waiting(self) -> bool:
+        """Is the next queued URC a new-message notice (read it before syncing the last)?"""
+        with self._urcs.mutex:
+            head = self._urcs.queue[0] if self._urcs.queue else None
+        return head is not None and head.name in ("+CMTI", "+CDSI")
 
     def _select_storage(self, storage: str) -> None:
         if storage and storage != self._read_storage:
@@ -871,8 +912,6 @@ class ModemDriver:
                         self.config.name)
             return
         self._commit(record.mode, record.raw, storage=self._read_storage, index=index)
-        if index is not None:
-            self._delete(index)
 
     def _delete(self, index: int) -> None:
         try:
@@ -891,7 +930,8 @@ class ModemDriver:
             return
         mode, raw = self._reader.direct_record(urc)
         self._commit(mode, raw, storage=None, index=None)
-        # Acknowledge only after the commit: with AT+CSMS=1 the modem holds the message
+        self._sync_and_delete()
+        # Acknowledge only after the fsync: with AT+CSMS=1 the modem holds the message
         # until then and stores it (or the network delivers again) when it is not acked.
         if self._try("AT+CNMA") is None:
             self._try("AT+CNMA=0")
@@ -916,6 +956,7 @@ class ModemDriver:
                              timeout=max(self.timeout, 30), progress=True)
         for entry in at.listing_entries(response.items, "+CMGL"):
             self._take_entry(self._reader.record(entry), index=entry.index())
+        self._sync_and_delete()
 
     def _refresh_storage_use(self) -> None:
         if self._primary_storage is not None:
@@ -976,6 +1017,7 @@ class ModemDriver:
     def _recover(self, cause: CommandTimeout) -> None:
         """Climb the ladder after a timeout; raise to reopen the port if nothing helps."""
         log.warning("modem %s: %s; recovering", self.config.name, cause)
+        self._forget_unsynced()
         self.state.count("timeout")
         self.state.last_error = str(cause)
         self._set_phase(Phase.RECOVERING)
