@@ -36,7 +36,6 @@ from modemd.sinks.mqtt import (
     Topics,
 )
 from modemd.store import STORE_FILENAME, Store
-from modemd.store.journal import RawWriter
 from modemd.store.maintenance import StoreMaintenance
 from modemd.store.outbox import OutboxRow
 from modemd.systemd import Notifier
@@ -286,16 +285,10 @@ class Daemon:
         )
         if self.verifier is not None:
             self.verifier.on_result = self._wake_sinks
-        # An SMPP bind's deliver_sm go through one group committer (one fsync for what
-        # coincides). Modem workers commit themselves and share fsyncs (make_durable).
-        journal: RawWriter = store.journal
-        if cfg.smpp:
-            from modemd.store.committer import GroupCommitter
-
-            self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
+        # Modem workers commit themselves and share fsyncs (Journal.make_durable).
         self.drivers = [
             ModemDriver(
-                modem, journal=journal, on_committed=self.pipeline.process_now,
+                modem, journal=store.journal, on_committed=self.pipeline.process_now,
                 on_state=self._modem_state, sweep_interval=cfg.gateway.sweep_interval,
                 health_interval=cfg.gateway.health_interval, port_resolver=self.port_resolver,
             )
@@ -313,9 +306,11 @@ class Daemon:
         self.maintenance = StoreMaintenance(
             store.db, retention=cfg.store.retention, keep_marks=cfg.outbox.max_age,
             check_interval=cfg.store.check_interval)
-        if self.committer is not None and cfg.smpp:
+        if cfg.smpp:  # deliver_sm go through one group committer (one fsync for what coincides)
             from modemd.sources.smpp.bind import bind_from_config
+            from modemd.store.committer import GroupCommitter
 
+            self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
             self.binds = [bind_from_config(b, self.committer) for b in cfg.smpp]
         for sink in self.sinks:
             sink.start()
@@ -398,7 +393,7 @@ class Daemon:
         if self.verifier is not None and not self.verifier.alive:
             return "verify thread not running"
         if self.committer is not None and not self.committer.alive:
-            return "journal group committer not running"
+            return "SMPP group committer not running"
         dead_binds = [b.name for b in self.binds if not b.alive]
         if dead_binds:
             return f"SMPP bind thread(s) not running: {', '.join(dead_binds)}"

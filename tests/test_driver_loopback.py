@@ -12,11 +12,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from pydantic import SecretStr
@@ -32,16 +32,20 @@ from modemd.store.journal import CommitResult, Journal, raw_id_for
 from tests.helpers import on_sim, unique_pdus, wait_until
 
 IMEI = "356938035643809"
+W = TypeVar("W")
 ICCID = "8949011234567890126"
 
 
 @contextmanager
-def running(tmp_path: Path, sim: SimulatedModem, *, journal: Any = None,
+def running(tmp_path: Path, sim: SimulatedModem, *, wrap: Callable[[Journal], Any] | None = None,
             **settings: Any) -> Iterator[tuple[ModemDriver, Store]]:
+    """A started driver on *sim*; ``wrap`` puts a stand-in between it and the store's journal
+    (a failing or slow disk: :func:`journal_of` gives it back)."""
     store = Store(tmp_path / "state")
     config = ModemConfig(name="m1", port=sim.port, **{"command_timeout": 2, **settings})
     factory = sim.transport if sim.port.startswith("loopback:") else None  # else the pty
-    driver = ModemDriver(config, journal=journal or store.journal, sweep_interval=3600,
+    journal = wrap(store.journal) if wrap is not None else store.journal
+    driver = ModemDriver(config, journal=journal, sweep_interval=3600,
                          health_interval=3600, transport_factory=factory)
     driver.start()
     try:
@@ -49,6 +53,11 @@ def running(tmp_path: Path, sim: SimulatedModem, *, journal: Any = None,
     finally:
         driver.stop()
         store.close()
+
+
+def journal_of(driver: ModemDriver, kind: type[W]) -> W:
+    assert isinstance(driver.journal, kind)
+    return driver.journal
 
 
 def journalled(store: Store, mode: str = "pdu") -> list[bytes]:
@@ -404,10 +413,9 @@ class SlowDisk:
 @BOTH
 def test_direct_delivery_holds_messages_until_they_are_committed(tmp_path: Path, over: str) -> None:
     sim = loopback(over=over, cnma_timeout=0.3)
-    store = Store(tmp_path / "state")
-    failing = FailingJournal(store.journal)
     try:
-        with running(tmp_path / "x", sim, journal=failing, delivery="direct") as (driver, _s):
+        with running(tmp_path, sim, wrap=FailingJournal, delivery="direct") as (driver, store):
+            failing = journal_of(driver, FailingJournal)
             wait_until(driver.ready.is_set, what="ready")
             assert driver.state.delivery == "direct" and sim.state.csms == 1
             pdus = unique_pdus(5)
@@ -420,7 +428,6 @@ def test_direct_delivery_holds_messages_until_they_are_committed(tmp_path: Path,
                        what="all five taken once the disk has room")
     finally:
         sim.stop()
-        store.close()
 
 
 @BOTH
@@ -549,12 +556,11 @@ def test_the_pipeline_has_a_message_while_its_fsync_runs_and_the_modem_keeps_it_
     tmp_path: Path, over: str
 ) -> None:
     sim = loopback(over=over)
-    store = Store(tmp_path / "state")
-    disk = SlowDisk(store.journal)
     handed_over: list[int] = []
     pdu = unique_pdus(1)[0]
     try:
-        with running(tmp_path / "x", sim, journal=disk) as (driver, _s):
+        with running(tmp_path, sim, wrap=SlowDisk) as (driver, store):
+            disk = journal_of(driver, SlowDisk)
             driver.on_committed = lambda: handed_over.append(disk.syncing)
             wait_until(driver.ready.is_set, what="ready")
             sim.deliver(pdu)
@@ -568,19 +574,17 @@ def test_the_pipeline_has_a_message_while_its_fsync_runs_and_the_modem_keeps_it_
             no_reconnects(driver)
     finally:
         sim.stop()
-        store.close()
 
 
 @BOTH
 def test_a_failing_fsync_leaves_the_message_on_the_modem(tmp_path: Path, over: str) -> None:
     sim = loopback(over=over)
-    store = Store(tmp_path / "state")
-    disk = SlowDisk(store.journal)
-    disk.broken = True
-    disk.synced.set()
     pdu = unique_pdus(1)[0]
     try:
-        with running(tmp_path / "x", sim, journal=disk) as (driver, _s):
+        with running(tmp_path, sim, wrap=SlowDisk) as (driver, store):
+            disk = journal_of(driver, SlowDisk)
+            disk.broken = True
+            disk.synced.set()
             wait_until(driver.ready.is_set, what="ready")
             sim.deliver(pdu)
             wait_until(lambda: "disk I/O error" in (driver.state.last_error or ""),
@@ -592,16 +596,14 @@ def test_a_failing_fsync_leaves_the_message_on_the_modem(tmp_path: Path, over: s
             assert len(disk.told) >= 2 and set(disk.told) == {disk.told[0]}
     finally:
         sim.stop()
-        store.close()
 
 
 @BOTH
 def test_direct_delivery_is_acknowledged_only_after_the_fsync(tmp_path: Path, over: str) -> None:
     sim = loopback(over=over, cnma_timeout=5)
-    store = Store(tmp_path / "state")
-    disk = SlowDisk(store.journal)
     try:
-        with running(tmp_path / "x", sim, journal=disk, delivery="direct") as (driver, _s):
+        with running(tmp_path, sim, wrap=SlowDisk, delivery="direct") as (driver, _s):
+            disk = journal_of(driver, SlowDisk)
             wait_until(driver.ready.is_set, what="ready")
             sim.deliver(unique_pdus(1)[0])
             wait_until(lambda: disk.syncing == 1, what="the fsync under way")
@@ -611,7 +613,6 @@ def test_direct_delivery_is_acknowledged_only_after_the_fsync(tmp_path: Path, ov
             wait_until(lambda: len(sim.acknowledged) == 1, what="+CNMA after the fsync")
     finally:
         sim.stop()
-        store.close()
 
 
 @BOTH
@@ -619,7 +620,6 @@ def test_a_burst_shares_fsyncs_and_no_message_leaves_the_modem_before_its_own(
     tmp_path: Path, over: str
 ) -> None:
     sim = loopback(over=over)
-    store = Store(tmp_path / "state")
     pdus = unique_pdus(12)
     by_id = {raw_id_for("pdu", pdu): pdu for pdu in pdus}
     deleted_early: list[str] = []
@@ -634,9 +634,9 @@ def test_a_burst_shares_fsyncs_and_no_message_leaves_the_modem_before_its_own(
             super().make_durable(result)
             synced.update(self.told)
 
-    disk = CheckedDisk(store.journal)
     try:
-        with running(tmp_path / "x", sim, journal=disk) as (driver, _s):
+        with running(tmp_path, sim, wrap=CheckedDisk) as (driver, store):
+            disk = journal_of(driver, CheckedDisk)
             wait_until(driver.ready.is_set, what="ready")
             sim.deliver(pdus[0])
             wait_until(lambda: disk.syncing == 1, what="the first fsync under way")
@@ -651,4 +651,3 @@ def test_a_burst_shares_fsyncs_and_no_message_leaves_the_modem_before_its_own(
             no_reconnects(driver)
     finally:
         sim.stop()
-        store.close()

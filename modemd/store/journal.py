@@ -175,17 +175,10 @@ class Journal:
         """Commit one received record, not yet durable: the pipeline may process it at once
         while :meth:`make_durable` waits for the disk. The modem must keep the message until
         make_durable has returned (a power loss may take this commit back)."""
-        raw_id = raw_id_for(mode, raw)
+        entry = RawEntry(modem=modem, mode=mode, raw=raw, imei=imei, storage=storage,
+                         sim_index=sim_index, received_at=received_at)
         with self.db.transaction() as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO journal"
-                "(raw_id, modem, imei, storage, sim_index, mode, raw, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (raw_id, modem, imei, storage, sim_index, mode, raw, received_at or now()),
-            )
-            inserted = cur.rowcount == 1
-            if not inserted:
-                self.db.bump(conn, "journal.duplicates")
+            raw_id, inserted = self._insert(conn, entry)
         return CommitResult(raw_id=raw_id, inserted=inserted, ticket=self.db.commits)
 
     def make_durable(self, result: CommitResult) -> None:
@@ -198,22 +191,25 @@ class Journal:
         The group committer's batch; a record already journalled (or twice in the batch) is
         not inserted again and says so.
         """
-        results: list[CommitResult] = []
         with self.db.transaction(durable=True) as conn:
-            for entry in entries:
-                raw_id = raw_id_for(entry.mode, entry.raw)
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO journal"
-                    "(raw_id, modem, imei, storage, sim_index, mode, raw, received_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (raw_id, entry.modem, entry.imei, entry.storage, entry.sim_index,
-                     entry.mode, entry.raw, entry.received_at or now()),
-                )
-                inserted = cur.rowcount == 1
-                if not inserted:
-                    self.db.bump(conn, "journal.duplicates")
-                results.append(CommitResult(raw_id=raw_id, inserted=inserted))
-        return results
+            inserts = [self._insert(conn, entry) for entry in entries]
+        return [CommitResult(raw_id=raw_id, inserted=inserted) for raw_id, inserted in inserts]
+
+    def _insert(self, conn: sqlite3.Connection, entry: RawEntry) -> tuple[str, bool]:
+        """INSERT one record in the caller's transaction: its raw id, and whether it was new
+        (an already journalled one is counted as a duplicate)."""
+        raw_id = raw_id_for(entry.mode, entry.raw)
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO journal"
+            "(raw_id, modem, imei, storage, sim_index, mode, raw, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (raw_id, entry.modem, entry.imei, entry.storage, entry.sim_index, entry.mode,
+             entry.raw, entry.received_at or now()),
+        )
+        inserted = cur.rowcount == 1
+        if not inserted:
+            self.db.bump(conn, "journal.duplicates")
+        return raw_id, inserted
 
     # --- processing (the pipeline thread) ---------------------------------------------
 
