@@ -287,6 +287,9 @@ class SmppConfig(_Model):
     reconnect_max: Duration = 60.0
     window: int = Field(default=256, ge=1, le=10_000)
     submit_window: int = Field(default=10, ge=1, le=1000)
+    # the sender address of what a transceiver sends: "" lets the SMSC put the account's own;
+    # "+<digits>" international, other digits as given, else alphanumeric (at most 11)
+    source_addr: str = Field(default="", max_length=20)
     default_alphabet: Literal["gsm7", "latin1", "ascii"] = "gsm7"
     ia5_alphabet: Literal["auto", "ascii", "gsm7"] = "auto"
     allowed_senders: list[str] = Field(default_factory=list)
@@ -306,6 +309,17 @@ class SmppConfig(_Model):
     @classmethod
     def _senders(cls, value: list[str]) -> list[str]:
         return number_patterns(value)
+
+    @field_validator("source_addr")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        digits = value[1:] if value.startswith("+") else value
+        if digits.isdigit() or not value:
+            return value
+        if len(value) > 11 or not value.isascii() or not value.isprintable():
+            raise ValueError("an alphanumeric source_addr is at most 11 printable ASCII "
+                             "characters (GSM 03.40 TP-OA)")
+        return value
 
     @model_validator(mode="after")
     def _backoff(self) -> SmppConfig:
@@ -485,9 +499,20 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _send_modem(self) -> Config:
-        if self.send.modem != "auto" and self.send.modem not in {m.name for m in self.modem}:
-            raise ValueError(f"[send] modem {self.send.modem!r} is not a [[modem]] name")
-        return self
+        wanted = self.send.modem
+        if wanted == "auto" or wanted in self.senders():
+            return self
+        if wanted in {b.name for b in self.smpp}:
+            raise ValueError(f"[send] modem {wanted!r} is an [[smpp]] bind as a receiver; "
+                             'set bind = "transceiver" there to send through it')
+        raise ValueError(f"[send] modem {wanted!r} is neither a [[modem]] name nor an "
+                         "[[smpp]] transceiver bind")
+
+    def senders(self) -> list[str]:
+        """What [send] can send through: every modem, and the SMPP binds bound as
+        transceivers."""
+        return [m.name for m in self.modem] + [b.name for b in self.smpp
+                                               if b.bind == "transceiver"]
 
     def file_problems(self, *, skip_credentials: bool = False) -> list[tuple[str, str]]:
         """The secret and certificate files this config names that cannot be read, all at once.

@@ -6,6 +6,7 @@ drivers, the pipeline and the sinks together and reports liveness to systemd.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from modemd.store.outbox import OutboxRow
 from modemd.systemd import Notifier
 
 if TYPE_CHECKING:  # imported where the config turns them on: the daemon stays resident
+    from modemd.send.smpp import SmppSender
     from modemd.sources.smpp.bind import SmppBind
     from modemd.store.committer import GroupCommitter
     from modemd.verify import Verifier
@@ -224,6 +226,7 @@ class Daemon:
         self.failure: str | None = None  # why run_forever stopped on its own (exit non-zero)
         self.committer: GroupCommitter | None = None
         self.binds: list[SmppBind] = []
+        self.smpp_senders: list[SmppSender] = []
         self.sender: SendService | None = None
         self._stop = threading.Event()
         self._attention = threading.Event()  # the supervisor should look now (store vanished)
@@ -298,7 +301,8 @@ class Daemon:
             from modemd.modem.sending import send_hook
 
             for driver in self.drivers:
-                driver.add_worker_hook(send_hook(self.sender), next_due=self.sender.next_look)
+                driver.add_worker_hook(send_hook(self.sender), next_due=functools.partial(
+                    self.sender.next_look, driver.config.name))
                 driver.sweeps_status_reports = True
         from modemd.modem.modemmanager import warn_about_modemmanager
 
@@ -312,6 +316,8 @@ class Daemon:
 
             self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
             self.binds = [bind_from_config(b, self.committer) for b in cfg.smpp]
+            if cfg.send.enabled:
+                self.smpp_senders = self._smpp_senders(self.sender, self.pipeline)
         for sink in self.sinks:
             sink.start()
         self.maintenance.start()
@@ -322,15 +328,35 @@ class Daemon:
             self.committer.start()
         for bind in self.binds:
             bind.start()
+        for smpp_sender in self.smpp_senders:
+            smpp_sender.start()
         for driver in self.drivers:
             driver.start()
         log.info("modemd started: gateway %s, %d modem(s), sinks: %s", cfg.gateway.id,
                  len(self.drivers), ", ".join(s.name for s in self.sinks) or "none")
 
+    def _smpp_senders(self, service: SendService, pipeline: Pipeline) -> list[SmppSender]:
+        """A sender per transceiver bind; the SMSC's receipts settle what they sent."""
+        from modemd.send.smpp import SmppSender
+
+        entries = {entry.name: entry for entry in self.config.smpp}
+        senders = [
+            SmppSender(bind, service,
+                       next_look=functools.partial(service.next_look, bind.name),
+                       alphabet=entries[bind.name].default_alphabet,
+                       source_addr=entries[bind.name].source_addr)
+            for bind in self.binds if bind.settings.bind == "transceiver"
+        ]
+        if senders:
+            pipeline.on_smpp_receipt = service.on_smpp_receipt
+        return senders
+
     def _send_published(self) -> None:
         self._wake_sinks()
         for driver in self.drivers:
             driver.wake()
+        for smpp_sender in self.smpp_senders:
+            smpp_sender.wake()
 
     def _wake_sinks(self) -> None:
         for sink in self.sinks:
@@ -397,6 +423,9 @@ class Daemon:
         dead_binds = [b.name for b in self.binds if not b.alive]
         if dead_binds:
             return f"SMPP bind thread(s) not running: {', '.join(dead_binds)}"
+        dead_senders = [s.name for s in self.smpp_senders if not s.alive]
+        if dead_senders:
+            return f"SMPP sender thread(s) not running: {', '.join(dead_senders)}"
         dead = [s.name for s in self.sinks if not s.alive]
         return f"sink thread(s) not running: {', '.join(dead)}" if dead else None
 
@@ -457,8 +486,12 @@ class Daemon:
         self._attention.set()
         for driver in self.drivers:
             driver.stop()
+        for smpp_sender in self.smpp_senders:
+            smpp_sender.request_stop()  # no new parts; one in flight waits for its bind
         for bind in self.binds:
-            bind.stop()
+            bind.stop()  # its goodbye reads the answers of parts in flight, or they are unknown
+        for smpp_sender in self.smpp_senders:
+            smpp_sender.join()
         if self.committer is not None:
             self.committer.stop()
         if self.pipeline is not None:

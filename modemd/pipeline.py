@@ -49,7 +49,7 @@ HOUSEKEEPING_INTERVAL = 5.0  # s: expired multipart sets, outbox bounds
 
 Discovery = Callable[[Any], list[tuple[str, dict[str, Any]]]]
 #: told of each SMPP delivery receipt inside the transaction that publishes it (for [send])
-ReceiptHook = Callable[[sqlite3.Connection, str, SmppReceipt], None]
+ReceiptHook = Callable[[sqlite3.Connection, str, SmppReceipt], object]
 
 
 class SendTracker(Protocol):
@@ -156,6 +156,7 @@ class Pipeline:
         self._collaborated = False  # a collaborator may have enqueued rows of its own
         self.discovery = discovery
         self.verifier = verifier
+        self.on_smpp_receipt: ReceiptHook | None = None  # the send queue's, when it sends
         self._wake = threading.Event()
         self._stop = threading.Event()
         # one batch at a time: the pipeline thread's, or one a source runs (process_now)
@@ -175,7 +176,6 @@ class Pipeline:
     @multipart_timeout.setter
     def multipart_timeout(self, seconds: float) -> None:
         self.parts.timeout = seconds
-        self.on_smpp_receipt: ReceiptHook | None = None
 
     # --- thread ----------------------------------------------------------------------------
 
@@ -335,11 +335,13 @@ class Pipeline:
             return
         if isinstance(message, SmppReceipt):
             doc = self._smpp_receipt_document(record, message)
-            self._deliver_sms(conn, record.raw_id, record, doc, sender=doc["recipient"],
-                              sent_at=doc["sent_at"])
             if self.on_smpp_receipt is not None:
                 self._collaborated = True
-                self.on_smpp_receipt(conn, record.modem, message)
+                send_id = self.on_smpp_receipt(conn, record.modem, message)
+                if isinstance(send_id, str):
+                    doc["send_id"] = send_id
+            self._deliver_sms(conn, record.raw_id, record, doc, sender=doc["recipient"],
+                              sent_at=doc["sent_at"])
             journal.mark(conn, record.raw_id, state="done", msg_id=record.raw_id)
             return
         if isinstance(message, SmsStatusReport):

@@ -12,6 +12,7 @@ import pytest
 from modemd.simulator import SimulatedModem
 from modemd.store import Store
 from tests.mosquitto import Mosquitto
+from tests.mqtt_client import Recorder
 from tests.notify import NotifySocket
 
 
@@ -33,6 +34,14 @@ def no_leaked_threads() -> Iterator[None]:
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     with Mosquitto(tmp_path / "mosquitto") as server:
         yield server
+
+
+@pytest.fixture
+def statuses(broker: Mosquitto) -> Iterator[Recorder]:
+    """What the gateway ``gw1`` publishes on ``/sms/status`` and ``/sms``."""
+    rec = Recorder(broker.port, ["modemd/gw1/sms/status", "modemd/gw1/sms"])
+    yield rec
+    rec.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,37 @@ class Recorder:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# --- sending: requests and the statuses they get ---------------------------------------------
+
+STATUS = "modemd/gw1/sms/status"
+SEND = "modemd/gw1/sms/send"
+TO = "+4915112345678"
+
+
+def publish(broker: Any, payload: dict[str, Any] | str, *,
+            properties: Properties | None = None, topic: str = SEND) -> None:
+    """One QoS 1 MQTT 5 publish to the test broker (``broker.port``), waited for."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"req-{time.time_ns()}",
+                         protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        body = payload if isinstance(payload, str) else json.dumps(payload)
+        info = client.publish(topic, body, qos=1, properties=properties)
+        info.wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def states_of(recorder: Recorder, request_id: str) -> list[str]:
+    return [m.json()["state"] for m in recorder.on(STATUS) if m.json()["id"] == request_id]
+
+
+def wait_state(recorder: Recorder, request_id: str, state: str,
+               timeout: float = 20.0) -> dict[str, Any]:
+    recorder.wait_for(lambda _: state in states_of(recorder, request_id), timeout)
+    docs = [m.json() for m in recorder.on(STATUS) if m.json()["id"] == request_id]
+    return next(d for d in docs if d["state"] == state)

@@ -120,6 +120,11 @@ class Smsc:
             with self._cond:
                 self._cond.wait(0.1)
 
+    def submits(self) -> list[dict[str, Any]]:
+        """The submit_sm taken so far, in order (with their fields and decoded text)."""
+        with self._cond:
+            return [e for e in self.events if e["event"] == "submit_sm"]
+
     def count(self, name: str) -> int:
         with self._cond:
             return sum(1 for e in self.events if e["event"] == name)

@@ -11,7 +11,6 @@ import base64
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,7 @@ from modemd.sinks.mqtt import MqttSink
 from modemd.sms import SmsSubmit, decode_pdu
 from tests.helpers import REPO, DaemonProcess, load, unique_pdus, wait_until, write_config
 from tests.mosquitto import Mosquitto
-from tests.mqtt_client import Recorder
-
-STATUS = "modemd/gw1/sms/status"
-SEND = "modemd/gw1/sms/send"
-TO = "+4915112345678"
+from tests.mqtt_client import SEND, STATUS, TO, Recorder, publish, states_of, wait_state
 
 SEND_DEFAULTS: dict[str, Any] = {
     "enabled": True, "allowed_destinations": ["+49151*"], "max_per_hour": 60,
@@ -58,39 +53,6 @@ def start(tmp_path: Path, sim: SimulatedModem, broker: Mosquitto, *, extra: str 
     assert isinstance(sink, MqttSink)
     wait_until(sink.connected.is_set, what="mqtt connected")
     return daemon
-
-
-def publish(broker: Mosquitto, payload: dict[str, Any] | str, *,
-            properties: Properties | None = None, topic: str = SEND) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"req-{time.time_ns()}",
-                         protocol=mqtt.MQTTv5)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    try:
-        body = payload if isinstance(payload, str) else json.dumps(payload)
-        info = client.publish(topic, body, qos=1, properties=properties)
-        info.wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-@pytest.fixture
-def statuses(broker: Mosquitto) -> Iterator[Recorder]:
-    rec = Recorder(broker.port, ["modemd/gw1/sms/status", "modemd/gw1/sms"])
-    yield rec
-    rec.close()
-
-
-def states_of(recorder: Recorder, request_id: str) -> list[str]:
-    return [m.json()["state"] for m in recorder.on(STATUS) if m.json()["id"] == request_id]
-
-
-def wait_state(recorder: Recorder, request_id: str, state: str,
-               timeout: float = 20.0) -> dict[str, Any]:
-    recorder.wait_for(lambda _: state in states_of(recorder, request_id), timeout)
-    docs = [m.json() for m in recorder.on(STATUS) if m.json()["id"] == request_id]
-    return next(d for d in docs if d["state"] == state)
 
 
 def submits(sim: SimulatedModem) -> list[SmsSubmit]:

@@ -299,3 +299,17 @@ def test_finished_requests_are_forgotten_after_30_days(store: Store) -> None:
     assert svc.queue.prune(conn, older_than=clock.now + 10**9) == 1  # only the finished one
     assert svc.queue.get("old") is None and svc.queue.parts("old") == []
     assert svc.queue.get("waiting") is not None
+
+
+def test_one_senders_empty_look_does_not_hide_work_pinned_to_another(store: Store) -> None:
+    # two senders (a modem and a transceiver bind) share the service: a request for the bind
+    # must reach it however often the modem looks first and finds nothing for itself
+    cfg = SendConfig(enabled=True, allowed_destinations=["+49*"])
+    svc = SendService(store, cfg, modems=["m1", "agg"], clock=Clock())
+    for sender in ("m1", "agg"):  # both idle: the first look after start finds nothing
+        assert svc.wanted(sender) and svc.next_job(sender) is None
+    svc.accept({"id": "for-agg", "to": TO, "text": "hi", "modem": "agg"})
+    assert svc.wanted("m1") and svc.next_job("m1") is None
+    assert svc.wanted("agg"), "the bind's sender was told of nothing"
+    job = svc.next_job("agg")
+    assert job is not None and job.request_id == "for-agg"

@@ -146,6 +146,22 @@ def test_receipts_are_status_reports_not_payloads(gateway: tuple[Daemon, Recorde
     assert not recorder.on("modemd/gw1/deadletter")
 
 
+def test_a_receipt_on_a_gateway_that_does_not_send_is_published_and_done(
+        gateway: tuple[Daemon, Recorder], smsc: Smsc) -> None:
+    # (no [send]: nobody hooks the pipeline's receipts; once that stopped every receipt)
+    daemon, recorder = gateway
+    smsc.deliver("r1", esm_class=0x04, data_coding=0,
+                 short_message=b"id:abc123 sub:001 dlvrd:001 submit date:2612011200 "
+                               b"done date:2612011201 stat:DELIVRD err:000 text:hello")
+    smsc.wait_responses(["r1"])
+    [doc] = sms_docs(recorder, 1)
+    assert doc["type"] == "status_report" and doc["status"] == "delivered"
+    assert "send_id" not in doc
+    wait_until(lambda: [r.state for r in journal_rows(daemon.config.gateway.state_dir)]
+               == ["done"], what="the receipt's journal row done")
+    assert not recorder.on("modemd/gw1/deadletter")
+
+
 def test_smsc_drops_the_connection_nothing_lost(gateway: tuple[Daemon, Recorder],
                                                smsc: Smsc) -> None:
     daemon, recorder = gateway

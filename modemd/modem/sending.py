@@ -166,7 +166,9 @@ class SendJobs(Protocol):
         """Durably mark the part ``sending`` (before anything is written); False when another
         worker took it first."""
 
-    def sent(self, job: SendJob, modem: str, mr: int | None) -> None: ...
+    def sent(self, job: SendJob, modem: str, mr: int | None, *,
+             smsc_id: str | None = None) -> None:
+        """The part left: its TP-MR from a modem, or the SMSC's message id from a bind."""
 
     def failed(self, job: SendJob, modem: str, error: SubmitError) -> None: ...
 

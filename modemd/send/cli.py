@@ -42,8 +42,8 @@ def send(
     None,
     port: Annotated[int | None, typer.Option(help="Application port for --data-b64.")] = None,
     request_id: Annotated[str | None, typer.Option("--id", help="Your id (≤ 64 chars).")] = None,
-    modem: Annotated[str | None, typer.Option(help="The name of the modem that sends.")] =
-    None,
+    modem: Annotated[str | None, typer.Option(
+        help="The modem (or SMPP transceiver bind) that sends.")] = None,
     flash: Annotated[bool, typer.Option("--flash", help="Class 0: shown, not stored.")] = False,
     valid_for: Annotated[str | None, typer.Option(help="Validity period, e.g. 1d.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow it to its final state.")] = False,

@@ -61,7 +61,8 @@ class SendPolicy:
                 return (f"destination {request.to} is {kind}; set [send] allow_premium = true "
                         "to allow it")
         if request.modem is not None and request.modem not in modems:
-            return f"modem {request.modem!r} is not configured"
+            return (f"modem {request.modem!r} is not configured (neither a [[modem]] nor an "
+                    "[[smpp]] transceiver bind)")
         if accepted_last_hour >= cfg.max_per_hour:
             return f"rate limit: {cfg.max_per_hour} messages per hour ([send] max_per_hour)"
         return None

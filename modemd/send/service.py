@@ -3,8 +3,9 @@
 One object per daemon (and one per CLI call, over the same store). Every state change is one
 transaction that also writes the status document for the sinks, so what is published is what
 the queue holds. The modem workers call :meth:`next_job` / :meth:`begin` / :meth:`sent` ...
-(the :class:`~modemd.modem.sending.SendJobs` protocol); the pipeline calls
-:meth:`on_status_report` and :meth:`in_reply_to` inside its own transactions.
+(the :class:`~modemd.modem.sending.SendJobs` protocol), as do the senders of SMPP
+transceiver binds (modemd.send.smpp); the pipeline calls :meth:`on_status_report`,
+:meth:`on_smpp_receipt` and :meth:`in_reply_to` inside its own transactions.
 """
 
 from __future__ import annotations
@@ -24,10 +25,18 @@ from modemd.send.policy import SendPolicy
 from modemd.send.request import RequestRefused, SendRequest, parse_request
 from modemd.sms.dcs import build_dcs
 from modemd.sms.model import Ports, SmsStatusReport
+from modemd.sms.smpp import SmppReceipt
 from modemd.sms.submit import choose_alphabet, encode_submit_parts, validity_octet
 from modemd.store import Store
 from modemd.store.outbox import Outbox
-from modemd.store.sendq import FINAL_STATES, NewPart, PartRow, SendQueue, SendRow
+from modemd.store.sendq import (
+    FINAL_STATES,
+    NewPart,
+    PartRow,
+    SendQueue,
+    SendRow,
+    smsc_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,10 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.5
 #: TP-ST values that mean "the SC gave up because the validity period ran out"
 _EXPIRED = frozenset({0x46})
+#: an SMPP receipt's message_state (modemd.sms.smpp.MESSAGE_STATES) as a part state; the
+#: states not here (enroute, accepted, unknown, skipped) are not final: the part stays sent
+_RECEIPT_STATES = {"delivered": "delivered", "expired": "expired", "deleted": "failed",
+                   "undeliverable": "failed", "rejected": "failed"}
 _MAX_BACKOFF = 600.0
 #: finished requests are kept this long (for `modemd sms list`, late reports, replies)
 KEEP_FINISHED = 30 * 86400.0
@@ -57,6 +70,9 @@ def status_document(row: SendRow, parts: Sequence[PartRow]) -> dict[str, Any]:
         "error": row.error,
         "at": _iso(row.updated_at),
     }
+    message_ids = [p.smsc_id for p in parts if p.smsc_id is not None]
+    if message_ids:  # sent over an SMPP transceiver: the SMSC's ids instead of TP-MRs
+        doc["message_ids"] = message_ids
     if row.error_code is not None:
         doc["error_code"] = row.error_code
     if row.refused:
@@ -106,8 +122,10 @@ class SendService:
         self.on_published = on_published
         self.clock = clock
         self._lock = threading.Lock()
-        self._work_hint = True
-        self._next_poll = 0.0
+        # per sender (a modem worker or a bind's sender): new work was queued / when to look
+        # at the store next; one sender's empty look must not hide a request pinned to another
+        self._hinted: set[str] = set(self.modems)
+        self._next_poll: dict[str, float] = {}
         self._next_prune = 0.0
         self._reference = int(clock() * 1000) % (1 << config.concat_reference_bits)
 
@@ -213,21 +231,24 @@ class SendService:
 
     def _hint(self) -> None:
         with self._lock:
-            self._work_hint = True
+            self._hinted.update(self.modems)
 
     def wanted(self, modem: str) -> bool:
         now = time.monotonic()
         with self._lock:
-            if self._work_hint or now >= self._next_poll:
-                self._next_poll = now + POLL_INTERVAL
+            if modem in self._hinted or now >= self._next_poll.get(modem, 0.0):
+                self._next_poll[modem] = now + POLL_INTERVAL
                 return True
         return False
 
-    def next_look(self) -> float:
-        """When (monotonic) a worker should next ask :meth:`wanted`: at once when work was
-        hinted, else at the next store poll (requests from the CLI, another process)."""
+    def next_look(self, modem: str) -> float:
+        """When (monotonic) ``modem``'s sender should next ask :meth:`wanted`: at once when
+        work was hinted, else at its next store poll (requests from the CLI, another
+        process)."""
         with self._lock:
-            return time.monotonic() if self._work_hint else self._next_poll
+            if modem in self._hinted:
+                return time.monotonic()
+            return self._next_poll.get(modem, 0.0)
 
     def next_job(self, modem: str) -> SendJob | None:
         self._maybe_prune()
@@ -235,7 +256,7 @@ class SendService:
             found = self.queue.due(modem=modem, at=self.clock())
             if found is None:
                 with self._lock:
-                    self._work_hint = False
+                    self._hinted.discard(modem)
                 return None
             row, part = found
             if part.sequence > 1 or self.clock() - row.created_at <= self.config.queue_timeout:
@@ -282,10 +303,13 @@ class SendService:
         with self.store.db.transaction(durable=True) as conn:
             return self.queue.claim(conn, job.request_id, job.sequence, modem)
 
-    def sent(self, job: SendJob, modem: str, mr: int | None) -> None:
+    def sent(self, job: SendJob, modem: str, mr: int | None, *,
+             smsc_id: str | None = None) -> None:
         now = self.clock()
         with self.store.db.transaction(durable=True) as conn:
             self.queue.set_part(conn, job.request_id, job.sequence, state="sent", mr=mr,
+                                smsc_id=smsc_id,
+                                smsc_key=smsc_key(smsc_id) if smsc_id is not None else None,
                                 sent_at=now)
             if job.sequence < job.total:
                 self._hint()  # the next part is due at once
@@ -335,8 +359,8 @@ class SendService:
         with self.store.db.transaction(durable=True) as conn:
             interrupted = self.queue.interrupted(conn)
             for request_id in interrupted:
-                self._mark_unknown(conn, request_id, "the daemon stopped between AT+CMGS and "
-                                   "its answer; not sent again")
+                self._mark_unknown(conn, request_id, "the daemon stopped between writing a part "
+                                   "(AT+CMGS or submit_sm) and its answer; not sent again")
         if interrupted:
             self.on_published()
         return len(interrupted)
@@ -360,13 +384,39 @@ class SendService:
                 state = "delivered" if report.status < 0x20 else "failed"
             self.queue.set_part(conn, part.request_id, part.sequence, state=state,
                                 status=report.status, status_text=report.status_text)
-            self._settle(conn, row, report)
+            self._settle(conn, row, report.status_text)
             return row.id
         log.info("status report for TP-MR %d to %s matches no send", report.message_reference,
                  report.recipient.number)
         return None
 
-    def _settle(self, conn: sqlite3.Connection, row: SendRow, report: SmsStatusReport) -> None:
+    def on_smpp_receipt(self, conn: sqlite3.Connection, bind: str,
+                        receipt: SmppReceipt) -> str | None:
+        """Match an SMSC delivery receipt to the part sent over ``bind`` with its message id
+        (and to its recipient); the id of its request, or None."""
+        if receipt.message_id is None:
+            log.info("smpp %s: a receipt without a message id matches no send", bind)
+            return None
+        since = self.clock() - self.config.report_timeout
+        for part in self.queue.smpp_part_for(conn, bind, receipt.message_id, since):
+            row = self.queue.get_in(conn, part.request_id)
+            if row is None or not same_number(row.to, receipt.recipient.number):
+                continue
+            state = _RECEIPT_STATES.get(receipt.state)
+            if state is None:
+                return row.id  # still under way at the SMSC
+            detail = receipt.stat or receipt.state
+            if receipt.error:
+                detail += f" (error {receipt.error})"
+            self.queue.set_part(conn, part.request_id, part.sequence, state=state,
+                                status_text=f"SMSC receipt: {detail}")
+            self._settle(conn, row, f"SMSC receipt: {detail}")
+            return row.id
+        log.info("smpp %s: receipt for message id %s to %s matches no send", bind,
+                 receipt.message_id, receipt.recipient.number)
+        return None
+
+    def _settle(self, conn: sqlite3.Connection, row: SendRow, error: str | None) -> None:
         if row.state in FINAL_STATES - {"unknown"}:
             return
         parts = self.queue.parts_in(conn, row.id)
@@ -379,8 +429,7 @@ class SendService:
             new = "delivered"
         else:
             return
-        error = None if new == "delivered" else report.status_text
-        self._set(conn, row.id, state=new, error=error)
+        self._set(conn, row.id, state=new, error=None if new == "delivered" else error)
         self._publish(conn, row.id)
 
     def in_reply_to(self, conn: sqlite3.Connection, sender: str,

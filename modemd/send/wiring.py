@@ -21,7 +21,7 @@ def send_service(config: Config, store: Store, *,
                  on_published: Callable[[], None] = lambda: None) -> SendService:
     """A service over ``store``; status documents go to the MQTT outbox when MQTT is on."""
     sinks = ("mqtt",) if mqtt_enabled(config) else ()
-    return SendService(store, config.send, modems=[m.name for m in config.modem],
+    return SendService(store, config.send, modems=config.senders(),
                        status_sinks=sinks, response_sinks=sinks,
                        default_country_code=config.gateway.default_country_code,
                        on_published=on_published)

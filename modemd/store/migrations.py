@@ -191,6 +191,12 @@ def _send_tables(conn: sqlite3.Connection) -> None:
     migrate_send(conn)
 
 
+def _smsc_ids(conn: sqlite3.Connection) -> None:
+    from modemd.store.sendq import SMSC_ID_COLUMNS
+
+    run_script(conn, SMSC_ID_COLUMNS)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "the original schema (meta.schema_version = 1)", V1_SCHEMA),
     Migration(2, "indexes for the CLI, outbox counts, store clock marks", _v2),
@@ -198,6 +204,7 @@ MIGRATIONS: list[Migration] = [
               _pipeline_columns),
     Migration(4, "verification challenges", _verify_tables),
     Migration(5, "the send queue: requests and their parts", _send_tables),
+    Migration(6, "SMPP message ids of parts sent over a transceiver", _smsc_ids),
 ]
 
 

@@ -5,6 +5,10 @@ Request states (what users see): ``queued → sent → delivered | failed | expi
 answer. Part states add ``pending`` (not written yet) and ``sending`` (committed with a full
 fsync *before* the PDU is written: found at start-up, it becomes ``unknown``, never resent).
 
+A part sent over an SMPP transceiver has no TP-MR: it keeps the SMSC's ``message_id``
+(``smsc_id``, as the SMSC wrote it) and a key its receipts are matched on (``smsc_key``, see
+:func:`smsc_keys`), added by store version 6.
+
 Status documents for the sinks are written to the outbox in the same transaction that changes
 a request's state, so a state change is published once, through crashes.
 """
@@ -60,6 +64,14 @@ CREATE TABLE IF NOT EXISTS send_parts (
 CREATE INDEX IF NOT EXISTS send_parts_mr ON send_parts(mr, state);
 """
 
+#: store version 6: SMPP message ids of parts sent over a transceiver (SEND_SCHEMA, version 5,
+#: is a released step and stays as it was)
+SMSC_ID_COLUMNS = """
+ALTER TABLE send_parts ADD COLUMN smsc_id TEXT;
+ALTER TABLE send_parts ADD COLUMN smsc_key TEXT;
+CREATE INDEX IF NOT EXISTS send_parts_smsc_key ON send_parts(smsc_key, state);
+"""
+
 FINAL_STATES = frozenset({"delivered", "failed", "expired", "unknown"})
 
 
@@ -103,6 +115,7 @@ class PartRow:
     sent_at: float | None
     status: int | None
     status_text: str | None
+    smsc_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +130,27 @@ _REQUEST_COLUMNS = (
     "response_topic, correlation, attempts, created_at, sent_at, updated_at"
 )
 _PART_COLUMNS = (
-    "request_id, sequence, pdu, tpdu_length, text, state, modem, mr, sent_at, status, status_text"
+    "request_id, sequence, pdu, tpdu_length, text, state, modem, mr, sent_at, status, status_text, "
+    "smsc_id"
 )
+
+
+def smsc_key(message_id: str) -> str:
+    """The form of an SMSC message id that receipts are matched on (case and leading zeros
+    do not count)."""
+    return message_id.strip().lower().lstrip("0") or "0"
+
+
+def smsc_keys(message_id: str) -> set[str]:
+    """Every key a receipt's ``message_id`` may match. Many SMSCs answer submit_sm with the
+    id in hex and write it in decimal in the receipt (or the other way round): both count."""
+    keys = {smsc_key(message_id)}
+    text = message_id.strip()
+    if text.isdigit() and len(text) <= 20:
+        keys.add(smsc_key(format(int(text), "x")))
+    if text and len(text) <= 16 and all(c in "0123456789abcdefABCDEF" for c in text):
+        keys.add(smsc_key(str(int(text, 16))))
+    return keys
 
 
 def _request_row(row: Sequence[Any]) -> SendRow:
@@ -134,7 +166,7 @@ def _part_row(row: Sequence[Any]) -> PartRow:
     return PartRow(
         request_id=row[0], sequence=int(row[1]), pdu=bytes(row[2]), tpdu_length=int(row[3]),
         text=row[4], state=row[5], modem=row[6], mr=row[7], sent_at=row[8], status=row[9],
-        status_text=row[10],
+        status_text=row[10], smsc_id=row[11],
     )
 
 
@@ -201,6 +233,19 @@ class SendQueue:
         rows = conn.execute(
             f"SELECT {_PART_COLUMNS} FROM send_parts WHERE mr = ? AND sent_at >= ? "
             "AND state = 'sent' ORDER BY sent_at DESC", (mr, since))
+        return [_part_row(r) for r in rows]
+
+    @staticmethod
+    def smpp_part_for(conn: sqlite3.Connection, bind: str, message_id: str,
+                      since: float) -> list[PartRow]:
+        """Parts sent over ``bind`` since ``since`` whose SMSC id matches ``message_id``
+        (any of :func:`smsc_keys`), newest first."""
+        keys = sorted(smsc_keys(message_id))
+        marks = ",".join("?" * len(keys))
+        rows = conn.execute(
+            f"SELECT {_PART_COLUMNS} FROM send_parts WHERE smsc_key IN ({marks}) "
+            "AND modem = ? AND sent_at >= ? AND state = 'sent' ORDER BY sent_at DESC",
+            (*keys, bind, since))
         return [_part_row(r) for r in rows]
 
     @staticmethod

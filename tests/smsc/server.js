@@ -15,6 +15,10 @@
 //   {"cmd": "pending"}       report the deliver_sm still unanswered
 //   {"cmd": "enquire_link"}  send enquire_link on every bound session; "enquire_link_resp"
 //   {"cmd": "mute", "on": true}  stop answering enquire_link (a hung SMSC)
+//   {"cmd": "submit_status", "status": 88}  answer each submit_sm with that error (0: accept)
+//   {"cmd": "hold_submits", "on": true}     take submit_sm and never answer them
+//   {"cmd": "submit_ids", "prefix": "", "base": 16, "start": N}  how submit_sm_resp message
+//       ids look (the counter goes on from N)
 //   {"cmd": "exit"}
 // With "resend": deliver_sm left unanswered when a connection goes are sent again, with new
 // sequence numbers, to the next session that binds as a receiver or transceiver.
@@ -38,6 +42,12 @@ let inFlight = 0;                 // sent and not answered yet
 let submitCounter = 0;
 let burst = null;
 let muted = false;
+let submitStatus = 0;             // answer submit_sm with this command_status (0: accept)
+let holdSubmits = false;          // take submit_sm and never answer
+// message ids: "msg" + decimal counter by default; {"cmd": "submit_ids", "prefix": "",
+// "base": 16} makes them bare hex, as SMSCs that write receipts in decimal do
+let submitIdPrefix = 'msg';
+let submitIdBase = 10;
 
 function emit(event) {
   process.stdout.write(JSON.stringify(event) + '\n');
@@ -190,18 +200,32 @@ const server = smpp.createServer(serverOptions, (session) => {
   });
   session.on('submit_sm', (pdu) => {
     submitCounter += 1;
-    const messageId = `msg${submitCounter}`;
+    const messageId = submitIdPrefix + submitCounter.toString(submitIdBase);
     const fields = {};
     for (const name of ['destination_addr', 'source_addr', 'data_coding', 'esm_class',
                         'registered_delivery', 'sar_msg_ref_num', 'sar_total_segments',
-                        'sar_segment_seqnum']) {
+                        'sar_segment_seqnum', 'source_addr_ton', 'source_addr_npi',
+                        'dest_addr_ton', 'dest_addr_npi', 'validity_period',
+                        'dest_addr_subunit', 'protocol_id']) {
       if (pdu[name] !== undefined) {
         fields[name] = pdu[name];
       }
     }
-    const raw = pdu.short_message && pdu.short_message.message;
+    const sm = pdu.short_message || {};
+    const raw = sm.message;
+    const udh = Array.isArray(sm.udh) ? Buffer.concat(sm.udh) : null;
     emit({event: 'submit_sm', message_id: messageId, fields,
-          text: typeof raw === 'string' ? raw : null});
+          text: typeof raw === 'string' ? raw : null,
+          message_hex: Buffer.isBuffer(raw) ? raw.toString('hex') : null,
+          udh_hex: udh && udh.length ? udh.toString('hex') : null,
+          answered: !holdSubmits});
+    if (holdSubmits) {
+      return;  // as an SMSC that took the PDU and fell silent
+    }
+    if (submitStatus) {
+      session.send(pdu.response({command_status: submitStatus}));
+      return;
+    }
     session.send(pdu.response({message_id: messageId}));
   });
   session.on('close', () => {
@@ -239,6 +263,14 @@ rl.on('line', (line) => {
       session.enquire_link((resp) => emit({event: 'enquire_link_resp',
                                            status: resp.command_status}));
     }
+  } else if (cmd.cmd === 'submit_status') {
+    submitStatus = Number(cmd.status) || 0;
+  } else if (cmd.cmd === 'hold_submits') {
+    holdSubmits = Boolean(cmd.on);
+  } else if (cmd.cmd === 'submit_ids') {
+    submitIdPrefix = String(cmd.prefix || '');
+    submitIdBase = Number(cmd.base) || 10;
+    submitCounter = Number(cmd.start) || submitCounter;
   } else if (cmd.cmd === 'mute') {
     muted = Boolean(cmd.on);
   } else if (cmd.cmd === 'pending') {

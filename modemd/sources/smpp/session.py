@@ -63,6 +63,14 @@ class SubmitUnknown(SessionError):
     """The connection went before submit_sm_resp: the message may or may not have been sent."""
 
 
+class SubmitRefused(SessionError):
+    """The SMSC answered submit_sm with an error ``status`` (SMPP 3.4 section 5.1.3)."""
+
+    def __init__(self, status: int, description: str) -> None:
+        self.status = status
+        super().__init__(f"submit_sm refused: 0x{status:08X} {description}".rstrip())
+
+
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     name: str
@@ -373,9 +381,8 @@ class SmppSession:
         if request is None:
             return
         if frame.status != ESME_ROK:
-            request.future.set_exception(SessionError(
-                f"submit_sm refused: 0x{frame.status:08X} "
-                f"{consts.DESCRIPTIONS.get(frame.status, '')}".rstrip()))
+            request.future.set_exception(SubmitRefused(
+                frame.status, consts.DESCRIPTIONS.get(frame.status, "")))
             return
         pdu = smpp_pdu.parse_pdu(frame.raw, sequence=0, allow_unknown_opt_params=True)
         message_id = pdu.message_id.decode("latin-1") if isinstance(pdu.message_id, bytes) \
@@ -392,8 +399,9 @@ class SmppSession:
                 for frame in self._read():
                     if frame.command_id == _CODE["unbind_resp"]:
                         return
-                    if frame.command_id == _CODE["deliver_sm"]:
-                        continue  # not committed: the SMSC sends it again
+                    if frame.command_id == _CODE["submit_sm_resp"]:
+                        self._submit_answered(frame)  # a send in flight learns how it went
+                    # a deliver_sm now is not committed: the SMSC sends it again
         except SessionError:
             return
 
