@@ -187,7 +187,8 @@ def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = Non
             renderers.update(send_renderers)
         sinks.append(MqttSink(store, settings, discovery=announce,
                               known_rules=[rule.name for rule in config.parser],
-                              known_modems=[modem.name for modem in config.modem],
+                              known_modems=[modem.name for modem in config.modem]
+                              + [bind.name for bind in config.smpp],
                               known_devices=entity_devices(config),
                               requests=requests, renderers=renderers,
                               configured=configured_announcer(config)))
@@ -316,6 +317,8 @@ class Daemon:
 
             self.committer = GroupCommitter(store.journal, on_committed=self.pipeline.wake)
             self.binds = [bind_from_config(b, self.committer) for b in cfg.smpp]
+            for bind in self.binds:
+                bind.on_state = self._bind_state
             if cfg.send.enabled:
                 self.smpp_senders = self._smpp_senders(self.sender, self.pipeline)
         for sink in self.sinks:
@@ -328,6 +331,7 @@ class Daemon:
             self.committer.start()
         for bind in self.binds:
             bind.start()
+            bind.report()  # "connecting": no "connected" retained from a run before survives
         for smpp_sender in self.smpp_senders:
             smpp_sender.start()
         for driver in self.drivers:
@@ -350,6 +354,23 @@ class Daemon:
         if senders:
             pipeline.on_smpp_receipt = service.on_smpp_receipt
         return senders
+
+    def _bind_state(self, bind: SmppBind) -> None:
+        """An SMPP bind bound, lost its session or stopped: its retained state for MQTT."""
+        cfg = self.config
+        if self.store is None or cfg.mqtt is None or not cfg.mqtt.enabled:
+            return
+        document = bind.document()
+        if cfg.mqtt.homeassistant:
+            from modemd.payload.discovery import smpp_discovery_messages
+
+            document["discovery"] = [
+                [topic, payload] for topic, payload in smpp_discovery_messages(
+                    cfg.gateway.id, bind.name, bind_type=bind.settings.bind,
+                    base_topic=cfg.mqtt.base_topic, discovery_prefix=cfg.mqtt.discovery_prefix)
+            ]
+        self.store.outbox.put(sink="mqtt", kind="smpp_state", msg_id=None, body=document)
+        self._wake_sinks()
 
     def _send_published(self) -> None:
         self._wake_sinks()

@@ -224,6 +224,7 @@ def test_a_stop_with_a_part_in_flight_leaves_it_unknown_and_the_restart_sends_no
     settings = config_for(tmp_path, smsc, broker)
     smsc.command(cmd="hold_submits", on=True)
     for daemon in running(settings):
+        senders = daemon.smpp_senders
         publish(broker, {"id": "mid", "to": TO, "text": "hello"})
         smsc.wait_event(lambda e: e["event"] == "submit_sm")
         wait_state(statuses, "mid", "queued")
@@ -234,7 +235,7 @@ def test_a_stop_with_a_part_in_flight_leaves_it_unknown_and_the_restart_sends_no
         assert row is not None and row.state == "unknown", row
     finally:
         store.close()
-    assert not daemon.smpp_senders[0].alive
+    assert not senders[0].alive
     smsc.command(cmd="hold_submits", on=False)
     for _ in running(settings):
         wait_state(statuses, "mid", "unknown")

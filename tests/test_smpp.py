@@ -4,6 +4,7 @@ journal and pipeline to a real mosquitto."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from modemd.config import config_from_dict
 from modemd.daemon import Daemon
+from modemd.store import Store
 from tests.helpers import DaemonProcess, journal_rows, message_rows, toml_value, wait_until
 from tests.mosquitto import Mosquitto
 from tests.mqtt_client import Recorder
@@ -178,6 +180,90 @@ def test_smsc_drops_the_connection_nothing_lost(gateway: tuple[Daemon, Recorder]
     assert sorted(d["text"] for d in docs) == sorted(f"drop test {k}" for k in keys)
     assert smsc.count("bind") >= 2
     assert len(journal_rows(daemon.config.gateway.state_dir)) == 60
+
+
+def test_the_binds_state_is_retained_and_home_assistant_shows_its_connectivity(
+        tmp_path: Path, smsc: Smsc, broker: Mosquitto) -> None:
+    ha = Recorder(broker.port, ["homeassistant/#", "modemd/gw1/smpp/#"])
+    config = config_from_dict({
+        "gateway": {"id": "gw1", "state_dir": str(tmp_path / "state")},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "homeassistant": True},
+        "smpp": [bind_settings(tmp_path, smsc)],
+    })
+    daemon = Daemon(config)
+    daemon.start()
+    topic = "modemd/gw1/smpp/agg/state"
+
+    def states() -> list[dict[str, Any]]:
+        return [m.json() for m in ha.on(topic) if m.payload]
+
+    try:
+        ha.wait_for(lambda _: any(s["online"] for s in states()))
+        first = states()
+        assert first[0]["online"] is False and first[0]["state"] == "connecting"
+        bound = next(s for s in first if s["online"])
+        assert bound["state"] == "bound" and bound["bind_type"] == "receiver"
+        assert bound["last_error"] is None and bound["system_id"] == "modemd"
+        late = Recorder(broker.port, [topic])  # a dashboard that starts now sees it bound
+        try:
+            (retained,) = late.wait_count(topic, 1)
+            assert retained.retain and retained.json()["online"] is True
+        finally:
+            late.close()
+        online = ha.wait_count("homeassistant/binary_sensor/gw1_smpp_agg/online/config", 1)
+        entity = online[0].json()
+        assert entity["device_class"] == "connectivity" and entity["state_topic"] == topic
+        assert entity["device"]["via_device"] == "modemd_gw1"
+        assert ha.on("homeassistant/sensor/gw1_smpp_agg/last_error/config")
+
+        seen = len(states())
+        smsc.command(cmd="drop")
+        ha.wait_for(lambda _: any(not s["online"] for s in states()[seen:]))
+        lost = next(s for s in states()[seen:] if not s["online"])
+        assert lost["last_error"] and lost["reconnects"] == 1
+        ha.wait_for(lambda _: states()[-1]["online"], timeout=20)  # bound again
+    finally:
+        daemon.stop()
+        ha.close()
+    # a retained "connected" must not outlive the daemon's view: the last word is offline
+    assert states()[-1]["online"] is False and states()[-1]["state"] == "stopped"
+
+
+def test_a_bind_removed_from_the_config_loses_its_entities_and_state(
+        tmp_path: Path, smsc: Smsc, broker: Mosquitto) -> None:
+    base = {"gateway": {"id": "gw1", "state_dir": str(tmp_path / "state")},
+            "mqtt": {"host": "127.0.0.1", "port": broker.port, "homeassistant": True}}
+    entity = "homeassistant/binary_sensor/gw1_smpp_agg/online/config"
+    state = "modemd/gw1/smpp/agg/state"
+
+    def retained() -> set[str]:
+        late = Recorder(broker.port, [entity, state])
+        try:
+            time.sleep(0.5)  # retained messages arrive right after the subscription
+            return {m.topic for m in late.messages if m.retain and m.payload}
+        finally:
+            late.close()
+
+    daemon = Daemon(config_from_dict({**base, "smpp": [bind_settings(tmp_path, smsc)]}))
+    daemon.start()
+    try:
+        wait_until(daemon.binds[0].bound.is_set, what="bound")
+        wait_until(lambda: retained() == {entity, state}, what="announced")
+    finally:
+        daemon.stop()
+    # a state row the first run queued and the broker never acknowledged (a stop mid-outage)
+    store = Store(tmp_path / "state")
+    try:
+        store.outbox.put(sink="mqtt", kind="smpp_state", msg_id=None,
+                         body={"bind": "agg", "state": "bound", "online": True})
+    finally:
+        store.close()
+    daemon = Daemon(config_from_dict(base))  # the bind is gone from the config
+    daemon.start()
+    try:
+        wait_until(lambda: retained() == set(), what="its entity and state removed")
+    finally:
+        daemon.stop()
 
 
 def test_wrong_password_is_refused_and_retried(tmp_path: Path, smsc: Smsc) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "gateway_discovery_messages",
     "modem_discovery_messages",
     "owner_key",
+    "smpp_discovery_messages",
     "topic_id",
     "tracker_attributes_template",
     "value_template",
@@ -79,6 +80,13 @@ class ModemSensor:
 #: The modem health sensors. Templates assume the modem state document of design.md as
 #: ``{"signal": {"rssi": -71, "ber": 99}, "registration": "home", "storage": {"used": 3,
 #: "total": 30}, ...}``.
+_LAST_ERROR = ModemSensor(
+    key="last_error",
+    name="Last error",
+    template="{{ (value_json.last_error or 'none') if value_json is mapping else '' }}",
+    icon="mdi:alert-circle-outline",
+)
+
 MODEM_SENSORS: tuple[ModemSensor, ...] = (
     ModemSensor(
         key="signal",
@@ -94,12 +102,7 @@ MODEM_SENSORS: tuple[ModemSensor, ...] = (
         template="{{ value_json.registration }}",
         icon="mdi:antenna",
     ),
-    ModemSensor(
-        key="last_error",
-        name="Last error",
-        template="{{ (value_json.last_error or 'none') if value_json is mapping else '' }}",
-        icon="mdi:alert-circle-outline",
-    ),
+    _LAST_ERROR,
     ModemSensor(
         key="storage_used",
         name="SMS storage used",
@@ -431,18 +434,75 @@ def modem_discovery_messages(
     if firmware:
         block["sw_version"] = firmware
     block["via_device"] = _gateway_identifier(gateway_id)
-    state_topic = f"{base_topic}/{gateway_id}/modem/{modem_name}/state"
-    node = topic_id(f"{gateway_id}_modem_{modem_name}")
+    return _health_entities(
+        MODEM_SENSORS, block=block, unique_prefix=f"modemd_modem_{key}",
+        slug_prefix=f"{gateway_id}_modem_{modem_name}",
+        node=topic_id(f"{gateway_id}_modem_{modem_name}"),
+        state_topic=f"{base_topic}/{gateway_id}/modem/{modem_name}/state",
+        availability=_availability(base_topic, gateway_id), discovery_prefix=discovery_prefix,
+        legacy_object_id=legacy_object_id)
+
+
+#: an SMPP bind's health, from its retained ``<base>/<gw>/smpp/<bind>/state`` document
+SMPP_SENSORS: tuple[ModemSensor, ...] = (
+    _LAST_ERROR,
+    ModemSensor(
+        key="reconnects",
+        name="Reconnects",
+        template="{{ value_json.reconnects }}",
+        state_class="total_increasing",
+        icon="mdi:connection",
+    ),
+)
+
+
+def smpp_discovery_messages(
+    gateway_id: str,
+    bind_name: str,
+    *,
+    bind_type: str = "receiver",
+    base_topic: str = "modemd",
+    discovery_prefix: str = "homeassistant",
+    legacy_object_id: bool = True,
+) -> list[DiscoveryMessage]:
+    """An ``[[smpp]]`` bind as its own HA device (via the gateway): connectivity (on while
+    bound), its last error and how often its session was lost."""
+    _check_id(gateway_id, "gateway id")
+    _check_id(bind_name, "smpp bind name")
+    block: dict[str, Any] = {
+        "identifiers": [f"modemd_smpp_{gateway_id}_{bind_name}"],
+        "name": f"SMPP {bind_name}",
+        "model": f"SMPP {bind_type} bind",
+        "via_device": _gateway_identifier(gateway_id),
+    }
+    return _health_entities(
+        SMPP_SENSORS, block=block, unique_prefix=f"modemd_smpp_{gateway_id}_{bind_name}",
+        slug_prefix=f"{gateway_id}_smpp_{bind_name}",
+        node=topic_id(f"{gateway_id}_smpp_{bind_name}"),
+        state_topic=f"{base_topic}/{gateway_id}/smpp/{bind_name}/state",
+        availability=_availability(base_topic, gateway_id), discovery_prefix=discovery_prefix,
+        legacy_object_id=legacy_object_id)
+
+
+def _health_entities(
+    sensors: Sequence[ModemSensor],
+    *,
+    block: dict[str, Any],
+    unique_prefix: str,
+    slug_prefix: str,
+    node: str,
+    state_topic: str,
+    availability: list[dict[str, str]],
+    discovery_prefix: str,
+    legacy_object_id: bool,
+) -> list[DiscoveryMessage]:
+    """Diagnostic sensors read from a retained state document, and its ``online`` flag as a
+    connectivity binary sensor."""
     messages: list[DiscoveryMessage] = []
-    for sensor in MODEM_SENSORS:
+    for sensor in sensors:
         payload: dict[str, Any] = {"name": sensor.name}
-        _ids(
-            payload,
-            "sensor",
-            f"modemd_modem_{key}_{sensor.key}",
-            _slug(f"{gateway_id}_modem_{modem_name}_{sensor.key}"),
-            legacy_object_id,
-        )
+        _ids(payload, "sensor", f"{unique_prefix}_{sensor.key}",
+             _slug(f"{slug_prefix}_{sensor.key}"), legacy_object_id)
         payload["state_topic"] = state_topic
         payload["value_template"] = sensor.template
         if sensor.device_class:
@@ -454,13 +514,13 @@ def modem_discovery_messages(
         if sensor.icon:
             payload["icon"] = sensor.icon
         payload["entity_category"] = "diagnostic"
-        payload["availability"] = _availability(base_topic, gateway_id)
+        payload["availability"] = availability
         payload["device"] = block
         payload["origin"] = _origin()
         messages.append((f"{discovery_prefix}/sensor/{node}/{sensor.key}/config", payload))
     online: dict[str, Any] = {"name": "Connected"}
-    _ids(online, "binary_sensor", f"modemd_modem_{key}_online",
-         _slug(f"{gateway_id}_modem_{modem_name}_online"), legacy_object_id)
+    _ids(online, "binary_sensor", f"{unique_prefix}_online", _slug(f"{slug_prefix}_online"),
+         legacy_object_id)
     online.update({
         "state_topic": state_topic,
         "value_template": "{{ 'ON' if value_json is mapping and value_json.get('online') "
@@ -469,7 +529,7 @@ def modem_discovery_messages(
         "payload_off": "OFF",
         "device_class": "connectivity",
         "entity_category": "diagnostic",
-        "availability": _availability(base_topic, gateway_id),
+        "availability": availability,
         "device": block,
         "origin": _origin(),
     })

@@ -118,6 +118,9 @@ class Topics:
     def modem_state(self, modem: str) -> str:
         return f"{self.root}/modem/{modem}/state"
 
+    def smpp_state(self, bind: str) -> str:
+        return f"{self.root}/smpp/{bind}/state"
+
     def under(self, suffix: str) -> str:
         return f"{self.root}/{suffix}"
 
@@ -132,7 +135,7 @@ class Topics:
 
 class MqttSink(Sink):
     name = "mqtt"
-    kinds = frozenset({"sms", "reading", "deadletter", "modem_state"})
+    kinds = frozenset({"sms", "reading", "deadletter", "modem_state", "smpp_state"})
 
     def __init__(self, store: Store, settings: MqttSettings, *,
                  discovery: Sequence[tuple[str, dict[str, Any]]] = (),
@@ -608,11 +611,24 @@ class MqttSink(Sink):
                 self._announce(owner, body["discovery"])
             return self.topics.device_state(body["device"]), _json(body["state"]), retain
         if row.kind == "modem_state":
-            if self.settings.homeassistant and "discovery" in body:
-                self._announce(f"modem:{body['modem']}", body["discovery"])
-            state = {key: value for key, value in body.items() if key != "discovery"}
-            return self.topics.modem_state(body["modem"]), _json(state), True
+            return (self.topics.modem_state(body["modem"]),
+                    *self._source_state(f"modem:{body['modem']}", body))
+        if row.kind == "smpp_state":
+            return (self.topics.smpp_state(body["bind"]),
+                    *self._source_state(f"smpp:{body['bind']}", body))
         raise ValueError(f"unknown outbox kind {row.kind!r}")
+
+    def _source_state(self, owner: str, body: dict[str, Any]) -> tuple[str, bool]:
+        """A modem's or bind's state document and whether it stays retained: not when it
+        was queued before its modem or bind left the config (its retained state was
+        cleared; a late row must not bring it back)."""
+        retain = True
+        if self.settings.homeassistant:
+            retain = self._is_configured(owner)
+            if "discovery" in body:
+                self._announce(owner, body["discovery"])
+        state = {key: value for key, value in body.items() if key != "discovery"}
+        return _json(state), retain
 
     def _publish_discovery(self, topic: str, payload: dict[str, Any]) -> None:
         self._publish(topic, _json(payload), qos=1, retain=True)
@@ -669,7 +685,7 @@ class MqttSink(Sink):
 
     def _is_configured(self, owner: str) -> bool:
         kind, _, rest = owner.partition(":")
-        if kind == "modem":
+        if kind in ("modem", "smpp"):  # one namespace: a bind's name is a source as a modem's
             return self._known_modems is None or rest in self._known_modems
         rule, _, device = rest.partition("/device:")
         if self._known_devices is not None and device not in self._known_devices:
@@ -688,6 +704,8 @@ class MqttSink(Sink):
         kind, _, name = owner.partition(":")
         if kind == "modem":
             topic = self.topics.modem_state(name)
+        elif kind == "smpp":
+            topic = self.topics.smpp_state(name)
         else:
             device = _device_of(owner)
             if device is None or any(_device_of(o) == device for o in self._owned):

@@ -192,9 +192,9 @@ def _send_tables(conn: sqlite3.Connection) -> None:
 
 
 def _smsc_ids(conn: sqlite3.Connection) -> None:
-    from modemd.store.sendq import SMSC_ID_COLUMNS
+    from modemd.store.sendq import migrate_smsc_ids
 
-    run_script(conn, SMSC_ID_COLUMNS)
+    migrate_smsc_ids(conn)
 
 
 MIGRATIONS: list[Migration] = [

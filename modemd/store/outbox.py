@@ -25,7 +25,7 @@ from modemd.store.database import Database, now
 
 log = logging.getLogger(__name__)
 
-KINDS = ("sms", "reading", "deadletter", "modem_state", "modem_health")
+KINDS = ("sms", "reading", "deadletter", "modem_state", "modem_health", "smpp_state")
 
 CHUNK = 200  # rows per housekeeping transaction: about a millisecond of write lock
 MAX_CHUNKS = 100  # per call; a bigger backlog is worked off at the next call

@@ -64,13 +64,14 @@ CREATE TABLE IF NOT EXISTS send_parts (
 CREATE INDEX IF NOT EXISTS send_parts_mr ON send_parts(mr, state);
 """
 
-#: store version 6: SMPP message ids of parts sent over a transceiver (SEND_SCHEMA, version 5,
-#: is a released step and stays as it was)
-SMSC_ID_COLUMNS = """
-ALTER TABLE send_parts ADD COLUMN smsc_id TEXT;
-ALTER TABLE send_parts ADD COLUMN smsc_key TEXT;
-CREATE INDEX IF NOT EXISTS send_parts_smsc_key ON send_parts(smsc_key, state);
-"""
+def migrate_smsc_ids(conn: sqlite3.Connection) -> None:
+    """Store version 6: the SMPP message ids of parts sent over a transceiver (SEND_SCHEMA,
+    version 5, is a released step and stays as it was). Idempotent, as every step is."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(send_parts)")}
+    for column in ("smsc_id", "smsc_key"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE send_parts ADD COLUMN {column} TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS send_parts_smsc_key ON send_parts(smsc_key, state)")
 
 FINAL_STATES = frozenset({"delivered", "failed", "expired", "unknown"})
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from typing import Any
 
 from modemd.config import SmppConfig
@@ -53,11 +56,18 @@ class SmppBind:
         self.reconnects = 0
         self.bound = threading.Event()
         self.received = 0
+        self.changed_at = time.time()
+        # told (on the bind's thread) when it binds, loses its session or stops: the
+        # retained /smpp/<bind>/state; never on every reconnect attempt of a long outage
+        self.on_state: Callable[[SmppBind], None] | None = None
+        self._reported_error: str | None = None
+        self._report_lock = threading.Lock()
 
     # --- thread ----------------------------------------------------------------------------
 
     def start(self) -> None:
         self._stop.clear()
+        self.state = "connecting"
         self._thread = threading.Thread(target=self._run, name=f"smpp-{self.name}",
                                         daemon=True)
         self._thread.start()
@@ -99,6 +109,8 @@ class SmppBind:
                 self.bound.clear()
             if self._stop.is_set():
                 break
+            if was_bound or self.last_error != self._reported_error:
+                self._changed()  # offline now, with the reason (not again for the same one)
             if was_bound:
                 delay = self.reconnect_min  # a working bind that dropped: retry soon
             self.state = "backoff"
@@ -106,11 +118,31 @@ class SmppBind:
             self._stop.wait(delay)
             delay = min(self.reconnect_max, delay * 2)
         self.state = "stopped"
+        self._changed()
 
     def _on_bound(self) -> None:
         self.state = "bound"
         self.last_error = None
         self.bound.set()
+        self._changed()
+
+    def report(self) -> None:
+        """Tell ``on_state`` the bind's state now (as at each change)."""
+        self._changed()
+
+    def _changed(self) -> None:
+        # one report at a time, in order: a report read before a change must not be
+        # published after the change's own (a stale "not bound" left retained)
+        with self._report_lock:
+            self.changed_at = time.time()
+            self._reported_error = self.last_error
+            if self.on_state is None:
+                return
+            try:
+                self.on_state(self)
+            except Exception:
+                # reporting must never end the session (published again at the next change)
+                log.exception("smpp %s: could not report the bind's state", self.name)
 
     def _ended(self, reason: str, *, level: int) -> None:
         self.reconnects += 1
@@ -144,6 +176,20 @@ class SmppBind:
             "received": self.received + (session.received if session else 0),
             "reconnects": self.reconnects,
             "last_error": self.last_error,
+        }
+
+    def document(self) -> dict[str, Any]:
+        """The retained ``<base>/<gw>/smpp/<bind>/state`` payload."""
+        settings = self.settings
+        return {
+            **self.status(),
+            "online": self.bound.is_set(),
+            "bind_type": settings.bind,
+            "host": settings.host,
+            "port": settings.port,
+            "system_id": settings.system_id,
+            "updated_at": datetime.fromtimestamp(self.changed_at, UTC).isoformat(
+                timespec="seconds"),
         }
 
 
