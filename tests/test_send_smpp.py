@@ -7,6 +7,7 @@ the journal and pipeline) become the statuses on the broker.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,19 @@ def test_a_stop_with_a_part_in_flight_leaves_it_unknown_and_the_restart_sends_no
         publish(broker, {"id": "after", "to": TO, "text": "after"})
         wait_state(statuses, "after", "sent")
     assert [s["text"] for s in smsc.submits()] == ["hello", "after"]
+
+
+def test_requests_share_the_submit_window_and_a_sets_parts_go_one_by_one(
+        gateway: Daemon, smsc: Smsc, broker: Mosquitto, statuses: Recorder) -> None:
+    smsc.command(cmd="hold_submits", on=True)  # nothing is answered: all stay in flight
+    for name in ("a", "b", "c"):
+        publish(broker, {"id": name, "to": TO, "text": f"to {name}"})
+    publish(broker, {"id": "long", "to": TO, "text": "x" * 300})
+    wait_until(lambda: len(smsc.submits()) == 4, what="four submit_sm in flight at once")
+    time.sleep(1.0)  # the long text's second part waits for its first part's answer
+    texts = sorted(s["text"] for s in smsc.submits())
+    assert texts == sorted(["to a", "to b", "to c", "x" * 153]), texts
+    smsc.command(cmd="drop")
+    for name in ("a", "b", "c", "long"):
+        wait_state(statuses, name, "unknown")
+    assert len(smsc.submits()) == 4  # none written again

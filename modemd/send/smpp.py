@@ -7,10 +7,11 @@ UDHI) of a concatenated or port-addressed part, the alphabet as ``data_coding``,
 validity period in SMPP's relative time format, a receipt when TP-SRR asked for a status
 report, and a flash message (class 0) as ``dest_addr_subunit`` "MS display".
 
-:class:`SmppSender` runs one thread per transceiver bind. It takes a part from the send
-service only while the bind is bound, marks it ``sending`` durably (the service's
-:meth:`~modemd.send.service.SendService.begin`), hands it to the bind and waits for
-submit_sm_resp. A part whose answer never came is ``unknown``, never sent again. The
+:class:`SmppSender` runs one thread per transceiver bind. It takes parts from the send
+service only while the bind is bound, marks each ``sending`` durably (the service's
+:meth:`~modemd.send.service.SendService.begin`) and hands it to the bind; up to the bind's
+``submit_window`` wait for their submit_sm_resp at once (the parts of one request go one
+after another). A part whose answer never came is ``unknown``, never sent again. The
 SMSC's receipts come back through the journal (deliver_sm) and the pipeline's
 ``on_smpp_receipt`` hook.
 """
@@ -21,8 +22,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -60,7 +61,7 @@ TRANSIENT_STATUSES = frozenset({
 #: how long past the bind's response_timeout a part may wait for its submit_sm_resp
 ANSWER_MARGIN = 5.0
 _IDLE_LOOK = 1.0  # the longest a sender sleeps without looking (stop, bind state)
-_STOP_LOOK = 0.2  # how often a sender waiting for an answer looks at its stop flag
+_STOP_LOOK = 0.2  # how often a sender waiting for answers looks at its stop flag and deadlines
 
 
 def relative_validity(period: timedelta) -> str:
@@ -154,6 +155,7 @@ class SmppSender:
         self.source_addr = source_addr
         self.answer_timeout = (answer_timeout if answer_timeout is not None
                                else bind.settings.response_timeout + ANSWER_MARGIN)
+        self.window = bind.settings.submit_window
         self.sent = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -190,11 +192,21 @@ class SmppSender:
         self.join(timeout)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            wait = min(max(self.next_look() - time.monotonic(), 0.0), _IDLE_LOOK)
-            if wait > 0:
-                self._wake.wait(wait)
-            self._wake.clear()
+        in_flight: list[_InFlight] = []
+        while not (self._stop.is_set() and not in_flight):
+            try:
+                if not self._stop.is_set() and self.bind.bound.is_set():
+                    self._fill(in_flight)
+                if in_flight:
+                    wait([entry.future for entry in in_flight], timeout=_STOP_LOOK,
+                         return_when=FIRST_COMPLETED)
+                    in_flight[:] = [entry for entry in in_flight if not self._settled(entry)]
+                    continue
+            except Exception:
+                # a bug must not end sending for good (nor the daemon): log it and go on
+                log.exception("smpp %s: unexpected error while sending", self.name)
+                self._stop.wait(_IDLE_LOOK)
+                continue
             if self._stop.is_set():
                 break
             if not self.bind.bound.is_set():
@@ -202,56 +214,49 @@ class SmppSender:
                 # would turn "unknown" if the daemon stopped meanwhile, never having left
                 self.bind.bound.wait(_IDLE_LOOK)
                 continue
-            try:
-                while not self._stop.is_set() and self.bind.bound.is_set() and self._send_one():
-                    pass
-            except Exception:
-                # a bug must not end sending for good (nor the daemon): log it and go on
-                log.exception("smpp %s: unexpected error while sending", self.name)
-                self._stop.wait(_IDLE_LOOK)
+            wait_for = min(max(self.next_look() - time.monotonic(), 0.0), _IDLE_LOOK)
+            if wait_for > 0:
+                self._wake.wait(wait_for)
+            self._wake.clear()
 
-    def _send_one(self) -> bool:
-        """Send one due part; False when there was none."""
-        if not self.jobs.wanted(self.name):
-            return False
-        job = self.jobs.next_job(self.name)
-        if job is None:
-            return False
-        if not self.jobs.begin(job, self.name):
-            return True  # another sender took it
-        try:
-            fields = submit_sm_fields(job.pdu[-job.tpdu_length:], alphabet=self.alphabet,
-                                      source_addr=self.source_addr)
-        except ValueError as exc:
-            self.jobs.failed(job, self.name, SubmitError(None, str(exc), transient=False))
+    def _fill(self, in_flight: list[_InFlight]) -> None:
+        """Hand the bind due parts until ``submit_window`` wait for their answers (parts of
+        one request go one after another: the queue offers the next once this one is sent)."""
+        while len(in_flight) < self.window and not self._stop.is_set():
+            if not self.jobs.wanted(self.name):
+                return
+            job = self.jobs.next_job(self.name)
+            if job is None:
+                return
+            if not self.jobs.begin(job, self.name):
+                continue  # another sender took it
+            try:
+                fields = submit_sm_fields(job.pdu[-job.tpdu_length:], alphabet=self.alphabet,
+                                          source_addr=self.source_addr)
+                future = self.bind.submit(**fields)
+            except (ValueError, SessionError) as exc:  # (SessionError: a receiver bind)
+                self.jobs.failed(job, self.name, SubmitError(None, str(exc), transient=False))
+                continue
+            in_flight.append(_InFlight(job, future, time.monotonic() + self.answer_timeout))
+
+    def _settled(self, entry: _InFlight) -> bool:
+        """Record how ``entry`` went once that is known; False while its answer may come."""
+        job, future = entry.job, entry.future
+        if not future.done():
+            expired = time.monotonic() >= entry.deadline
+            if (self._stop.is_set() or expired) and future.cancel():
+                # still queued in the bind: nothing was written, it may go later
+                self.jobs.failed(job, self.name, SubmitError(
+                    None, "not written: the bind had no session for it in time",
+                    transient=True))
+                return True
+            if not expired:
+                return False
+            self.jobs.unknown(job, self.name, f"no submit_sm_resp within "
+                              f"{self.answer_timeout:.0f} s; not sent again")
             return True
         try:
-            future = self.bind.submit(**fields)
-        except SessionError as exc:  # a receiver bind: a config the checks let through
-            self.jobs.failed(job, self.name, SubmitError(None, str(exc), transient=False))
-            return True
-        self._settle(job, future)
-        return True
-
-    def _answer(self, future: Future[SubmitResult]) -> SubmitResult | str | None:
-        """The part's submit_sm_resp; a reason it will not come (str); None if it never
-        left the bind (cancelled: it may be sent again)."""
-        deadline = time.monotonic() + self.answer_timeout
-        while True:
-            try:
-                return future.result(timeout=min(_STOP_LOOK, self.answer_timeout))
-            except FutureTimeout:
-                pass
-            left_the_bind = future.running()
-            if (self._stop.is_set() or time.monotonic() >= deadline) and future.cancel():
-                return None  # still queued in the bind: nothing was written
-            if time.monotonic() >= deadline and left_the_bind:
-                return (f"no submit_sm_resp within {self.answer_timeout:.0f} s; "
-                        "not sent again")
-
-    def _settle(self, job: SendJob, future: Future[SubmitResult]) -> None:
-        try:
-            result = self._answer(future)
+            result = future.result()
         except CancelledError:
             self.jobs.failed(job, self.name, SubmitError(None, "cancelled before it was sent",
                                                          transient=True))
@@ -265,12 +270,13 @@ class SmppSender:
         except SessionError as exc:
             self.jobs.unknown(job, self.name, f"{exc}; not sent again")
         else:
-            if result is None:
-                self.jobs.failed(job, self.name, SubmitError(
-                    None, "not written: the bind had no session for it in time",
-                    transient=True))
-            elif isinstance(result, str):
-                self.jobs.unknown(job, self.name, result)
-            else:
-                self.sent += 1
-                self.jobs.sent(job, self.name, None, smsc_id=result.message_id)
+            self.sent += 1
+            self.jobs.sent(job, self.name, None, smsc_id=result.message_id)
+        return True
+
+
+@dataclass(slots=True)
+class _InFlight:
+    job: SendJob
+    future: Future[SubmitResult]
+    deadline: float  # monotonic: no answer by then is "unknown"

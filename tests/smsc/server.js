@@ -17,6 +17,7 @@
 //   {"cmd": "mute", "on": true}  stop answering enquire_link (a hung SMSC)
 //   {"cmd": "submit_status", "status": 88}  answer each submit_sm with that error (0: accept)
 //   {"cmd": "hold_submits", "on": true}     take submit_sm and never answer them
+//   {"cmd": "submit_delay", "ms": 50}       answer each submit_sm after that long
 //   {"cmd": "submit_ids", "prefix": "", "base": 16, "start": N}  how submit_sm_resp message
 //       ids look (the counter goes on from N)
 //   {"cmd": "exit"}
@@ -44,6 +45,7 @@ let burst = null;
 let muted = false;
 let submitStatus = 0;             // answer submit_sm with this command_status (0: accept)
 let holdSubmits = false;          // take submit_sm and never answer
+let submitDelay = 0;              // ms before each submit_sm_resp (the SMSC's round trip)
 // message ids: "msg" + decimal counter by default; {"cmd": "submit_ids", "prefix": "",
 // "base": 16} makes them bare hex, as SMSCs that write receipts in decimal do
 let submitIdPrefix = 'msg';
@@ -222,11 +224,13 @@ const server = smpp.createServer(serverOptions, (session) => {
     if (holdSubmits) {
       return;  // as an SMSC that took the PDU and fell silent
     }
-    if (submitStatus) {
-      session.send(pdu.response({command_status: submitStatus}));
-      return;
+    const answer = submitStatus ? pdu.response({command_status: submitStatus})
+                                : pdu.response({message_id: messageId});
+    if (submitDelay > 0) {
+      setTimeout(() => session.send(answer), submitDelay);  // an SMSC far away
+    } else {
+      session.send(answer);
     }
-    session.send(pdu.response({message_id: messageId}));
   });
   session.on('close', () => {
     emit({event: 'close'});
@@ -265,6 +269,8 @@ rl.on('line', (line) => {
     }
   } else if (cmd.cmd === 'submit_status') {
     submitStatus = Number(cmd.status) || 0;
+  } else if (cmd.cmd === 'submit_delay') {
+    submitDelay = Number(cmd.ms) || 0;
   } else if (cmd.cmd === 'hold_submits') {
     holdSubmits = Boolean(cmd.on);
   } else if (cmd.cmd === 'submit_ids') {
