@@ -77,15 +77,16 @@ class Smsc:
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
 
-    def deliver(self, key: str, *, via: int = 0, **pdu: Any) -> None:
-        """Queue one deliver_sm (on the *via*-th bound session); bytes values
-        (short_message, message_payload) go as is."""
+    def deliver(self, key: str, *, via: int = 0, command: str = "deliver_sm",
+                **pdu: Any) -> None:
+        """Queue one deliver_sm (or a data_sm, *command*) on the *via*-th bound session;
+        bytes values (short_message, message_payload) go as is."""
         fields = {k: ({"hex": v.hex()} if isinstance(v, bytes) else v) for k, v in pdu.items()}
         fields.setdefault("source_addr_ton", 1)
         fields.setdefault("source_addr_npi", 1)
         fields.setdefault("source_addr", "4915112345678")
         fields.setdefault("destination_addr", "22222")
-        self.command(cmd="deliver", key=key, pdu=fields, via=via)
+        self.command(cmd="deliver", key=key, pdu=fields, via=via, command=command)
 
     def wait_event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0,
                    after: int = 0) -> dict[str, Any]:

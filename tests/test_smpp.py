@@ -148,6 +148,27 @@ def test_receipts_are_status_reports_not_payloads(gateway: tuple[Daemon, Recorde
     assert not recorder.on("modemd/gw1/deadletter")
 
 
+def test_data_sm_is_received_like_deliver_sm(gateway: tuple[Daemon, Recorder],
+                                            smsc: Smsc) -> None:
+    # some SMSCs deliver MO (and receipts) as data_sm, the message in message_payload
+    daemon, recorder = gateway
+    smsc.deliver("d1", command="data_sm", data_coding=3,
+                 message_payload="ID=PUMP02;BAT=3.9;N=Grüße".encode("latin-1"))
+    smsc.deliver("d2", command="data_sm", esm_class=0x04, data_coding=0,
+                 message_payload=b"id:abc9 sub:001 dlvrd:001 submit date:2612011200 "
+                                 b"done date:2612011201 stat:DELIVRD err:000 text:x")
+    answers = smsc.wait_responses(["d1", "d2"])
+    assert answers["d1"]["status"] == 0 and answers["d2"]["status"] == 0
+    docs = sms_docs(recorder, 2)
+    by_type = {d["type"]: d for d in docs}
+    assert by_type["deliver"]["text"] == "ID=PUMP02;BAT=3.9;N=Grüße"
+    assert by_type["deliver"]["sender"] == "+4915112345678"
+    assert by_type["status_report"]["message_id"] == "abc9"
+    reading = recorder.wait_count("modemd/gw1/device/PUMP02/state", 1)[0].json()
+    assert reading["battery"] == 3.9
+    assert not recorder.on("modemd/gw1/deadletter")
+
+
 def test_a_receipt_on_a_gateway_that_does_not_send_is_published_and_done(
         gateway: tuple[Daemon, Recorder], smsc: Smsc) -> None:
     # (no [send]: nobody hooks the pipeline's receipts; once that stopped every receipt)

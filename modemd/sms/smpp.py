@@ -164,8 +164,8 @@ def parse_deliver_sm(raw: bytes) -> Any:
             smpp_exceptions.UnknownCommandError, smpp_exceptions.PDUError) as exc:
         raise DecodeError(f"unreadable deliver_sm: {exc or type(exc).__name__}",
                           field="deliver_sm") from exc
-    if pdu is None or pdu.command != "deliver_sm":
-        raise DecodeError(f"not a deliver_sm: {getattr(pdu, 'command', None)}",
+    if pdu is None or pdu.command not in ("deliver_sm", "data_sm"):
+        raise DecodeError(f"not a deliver_sm or data_sm: {getattr(pdu, 'command', None)}",
                           field="command_id")
     return pdu
 
@@ -189,7 +189,7 @@ def smpp_address(value: Any, ton: int | None) -> Address:
 
 
 def _payload(pdu: Any) -> bytes:
-    message = pdu.short_message or b""
+    message = getattr(pdu, "short_message", None) or b""  # a data_sm has none
     extra = pdu.message_payload or b""
     # section 5.3.2.32: message_payload carries the message when short_message is empty
     return bytes(extra) if extra and not message else bytes(message)
@@ -333,7 +333,7 @@ def decode_deliver_sm(
     return SmsDeliver(
         smsc=None,
         sender=sender,
-        pid=int(pdu.protocol_id or 0),
+        pid=int(getattr(pdu, "protocol_id", None) or 0),
         dcs=dcs,
         scts=datetime.fromtimestamp(received_at, UTC),
         udh=udh,

@@ -6,7 +6,8 @@
 // Control: JSON lines on stdin. Events: JSON lines on stdout.
 //   {"cmd": "deliver", "key": "m1", "pdu": {...deliver_sm fields...}}
 //       short_message / message_payload given as {"hex": "..."} are sent as those bytes;
-//       "via": N sends it on the N-th bound session (0 first), as an SMSC spreading load.
+//       "via": N sends it on the N-th bound session (0 first), as an SMSC spreading load;
+//       "command": "data_sm" sends it as a data_sm (SMPP 3.4 section 4.7) instead.
 //   {"cmd": "burst", "count": N, "rate": R, "prefix": "...", "sender": "...", "window": W}
 //       N deliver_sm with text prefix+i, at most R per second (0: as fast as the window
 //       allows), at most W unanswered at a time; a "resp" event per answer with its latency.
@@ -98,7 +99,7 @@ function send(session, key, entry) {
   inFlight += 1;
   entry.sentAt = process.hrtime.bigint();
   entry.attempts += 1;
-  const sent = session.deliver_sm(Object.assign({}, entry.fields), (resp) => {
+  const sent = session[entry.command](Object.assign({}, entry.fields), (resp) => {
     if (entry.session !== session || !unanswered.has(key)) {
       return;  // an answer from a session we already gave up on
     }
@@ -124,8 +125,9 @@ function send(session, key, entry) {
   }
 }
 
-function deliver(key, fields, via) {
-  unanswered.set(key, {fields, via, session: null, sentAt: null, attempts: 0});
+function deliver(key, fields, via, command) {
+  unanswered.set(key, {fields, via, command: command || 'deliver_sm', session: null,
+                       sentAt: null, attempts: 0});
   queue.push(key);
   pump();
 }
@@ -249,7 +251,7 @@ rl.on('line', (line) => {
   }
   const cmd = JSON.parse(line);
   if (cmd.cmd === 'deliver') {
-    deliver(cmd.key, toFields(cmd.pdu), cmd.via);
+    deliver(cmd.key, toFields(cmd.pdu), cmd.via, cmd.command);
   } else if (cmd.cmd === 'burst') {
     startBurst(cmd);
   } else if (cmd.cmd === 'drop') {

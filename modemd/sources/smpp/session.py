@@ -59,6 +59,11 @@ class BindRefused(SessionError):
                          .rstrip())
 
 
+#: the SMSC's requests that carry a message (or receipt) for the journal; each is answered
+#: with its own _resp once committed. data_sm (section 4.7) is how some SMSCs deliver MO.
+MESSAGE_COMMANDS = frozenset({"deliver_sm", "data_sm"})
+
+
 class SubmitUnknown(SessionError):
     """The connection went before submit_sm_resp: the message may or may not have been sent."""
 
@@ -147,7 +152,8 @@ class SmppSession:
         self._sock: socket.socket | None = None
         self._framer = Framer()
         self._sequences = _Sequences()
-        self._answers: deque[tuple[int, int]] = deque()  # (sequence, status) to send
+        # (sequence, status, answer command) to send
+        self._answers: deque[tuple[int, int, str]] = deque()
         self._answers_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -163,8 +169,8 @@ class SmppSession:
 
     # --- the committer's side (another thread) ---------------------------------------------
 
-    def _committed(self, sequence: int) -> Callable[[CommitResult | None, StoreError | None],
-                                                    None]:
+    def _committed(self, sequence: int, answer: str,
+                   ) -> Callable[[CommitResult | None, StoreError | None], None]:
         def done(result: CommitResult | None, error: StoreError | None) -> None:
             if result is not None and not result.inserted:
                 self.duplicates += 1
@@ -172,7 +178,7 @@ class SmppSession:
             with self._answers_lock:
                 if self._closed:
                     return  # the SMSC resends it on the next session: same id, no loss
-                self._answers.append((sequence, status))
+                self._answers.append((sequence, status, answer))
                 self._wake_locked()
         return done
 
@@ -288,13 +294,13 @@ class SmppSession:
     def _handle(self, frame: Frame) -> None:
         self._last_heard = self.clock()
         command = _NAME.get(frame.command_id)
-        if command == "deliver_sm":
+        if command in MESSAGE_COMMANDS:
             self.received += 1
             self.in_flight += 1
             self.committer.submit(
                 RawEntry(modem=self.settings.name, mode="smpp", raw=frame.raw,
                          storage=self.settings.alphabets.stored(), sim_index=frame.sequence),
-                self._committed(frame.sequence))
+                self._committed(frame.sequence, f"{command}_resp"))
         elif command == "enquire_link":
             self._send(build_pdu("enquire_link_resp", frame.sequence))
         elif command == "enquire_link_resp":
@@ -315,7 +321,7 @@ class SmppSession:
         elif command is not None and command.endswith("_resp"):
             pass
         else:
-            # data_sm and unknown requests: refused so the SMSC does not wait for an answer
+            # other requests: refused so the SMSC does not wait for an answer
             log.warning("smpp %s: %s (0x%08X) is not supported; answered generic_nack",
                         self.settings.name, command or "unknown command", frame.command_id)
             self._send(build_pdu("generic_nack", frame.sequence,
@@ -364,8 +370,8 @@ class SmppSession:
         if not answers:
             return
         self.in_flight -= len(answers)
-        self._send(b"".join(build_pdu("deliver_sm_resp", sequence, status=status)
-                            for sequence, status in answers))
+        self._send(b"".join(build_pdu(answer, sequence, status=status)
+                            for sequence, status, answer in answers))
 
     def _send_submits(self) -> None:
         while self.submits and len(self._in_flight_submits) < self.settings.submit_window:
