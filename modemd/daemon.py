@@ -191,7 +191,9 @@ def build_sinks(config: Config, store: Store, *, verifier: Verifier | None = Non
                               + [bind.name for bind in config.smpp],
                               known_devices=entity_devices(config),
                               requests=requests, renderers=renderers,
-                              configured=configured_announcer(config)))
+                              configured=configured_announcer(config),
+                              rule_expiry={rule.name: rule.expire_after
+                                           for rule in config.parser}))
     influx = config.influx
     if influx is not None and influx.enabled:
         from modemd.sinks.influx import InfluxSink  # heavy import, only when configured

@@ -66,6 +66,50 @@ def test_retained_device_state_expires_with_expire_after_over_mqtt5(
         sink.stop()
 
 
+def test_a_shortened_expire_after_reaches_the_states_already_retained(
+    store: Store, broker: Mosquitto
+) -> None:
+    settings = MqttSettings(host="127.0.0.1", port=broker.port, gateway_id="gw")
+
+    def put(device: str, rule: str) -> None:
+        store.outbox.put(sink="mqtt", kind="reading", msg_id=device, body={
+            "device": device, "rule": rule, "expire_after": 3600,
+            "state": {"device": device, "battery": 3.7}})
+
+    # a run under expire_after = 3600 for rules r and q
+    sink = MqttSink(store, settings, rule_expiry={"r": 3600, "q": 3600})
+    sink.start()
+    try:
+        put("OLD", "r")
+        sink.wake()
+        wait_until(lambda: pending(store) == 0, 10, what="OLD acknowledged")
+        time.sleep(1.5)
+        put("YOUNG", "q")
+        sink.wake()
+        wait_until(lambda: pending(store) == 0, 10, what="YOUNG acknowledged")
+    finally:
+        sink.stop()
+    put("QUEUED", "r")  # queued under the old config, published by the next run
+    assert retained_states(broker.port) == {"OLD", "YOUNG"}
+
+    # the config now says 1 s for r and 6 s for q
+    started = time.monotonic()
+    sink = MqttSink(store, settings, rule_expiry={"r": 1, "q": 6})
+    sink.start()
+    try:
+        # OLD is older than 1 s: cleared at once; QUEUED goes out with 1 s, not its 3600
+        wait_until(lambda: not {"OLD", "QUEUED"} & retained_states(broker.port), 10,
+                   what="OLD cleared and QUEUED expired")
+        assert pending(store) == 0
+        # YOUNG (about 1 s old) is published again, unchanged, to expire 6 s after its
+        # first publication instead of an hour
+        wait_until(lambda: "YOUNG" not in retained_states(broker.port), 15,
+                   what="YOUNG expired under the shortened expire_after")
+        assert time.monotonic() - started < 12
+    finally:
+        sink.stop()
+
+
 def test_over_mqtt311_modemd_clears_an_expired_retained_state_itself(
     store: Store, broker: Mosquitto
 ) -> None:

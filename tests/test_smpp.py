@@ -151,7 +151,7 @@ def test_receipts_are_status_reports_not_payloads(gateway: tuple[Daemon, Recorde
 def test_data_sm_is_received_like_deliver_sm(gateway: tuple[Daemon, Recorder],
                                             smsc: Smsc) -> None:
     # some SMSCs deliver MO (and receipts) as data_sm, the message in message_payload
-    daemon, recorder = gateway
+    _, recorder = gateway
     smsc.deliver("d1", command="data_sm", data_coding=3,
                  message_payload="ID=PUMP02;BAT=3.9;N=Grüße".encode("latin-1"))
     smsc.deliver("d2", command="data_sm", esm_class=0x04, data_coding=0,

@@ -26,9 +26,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from modemd.errors import StoreError
 from modemd.sinks.base import Sink
+from modemd.sinks.retained import PUBLISHED_AT, RULE, Clear, Shorten, reconcile, retained_state
 from modemd.sinks.status import ConnectionStatus, write_status
 from modemd.store import Store
 from modemd.store.outbox import OutboxRow
@@ -144,7 +146,8 @@ class MqttSink(Sink):
                  known_devices: Collection[str] | None = None,
                  configured: Configured | None = None,
                  requests: Mapping[str, RequestRoute] | None = None,
-                 renderers: Mapping[str, Renderer] | None = None) -> None:
+                 renderers: Mapping[str, Renderer] | None = None,
+                 rule_expiry: Mapping[str, int | None] | None = None) -> None:
         """``discovery``: Home Assistant configs announced on every connection (the gateway).
 
         ``configured``: given the owners announced before, the (owner, configs) of every
@@ -160,6 +163,11 @@ class MqttSink(Sink):
         ``requests``: topic -> what takes the documents applications publish there (send and
         verification requests). ``renderers``: outbox kinds of other components -> how a row
         of that kind is published (not retained).
+
+        ``rule_expiry``: each parser rule's ``expire_after`` now. Given, the device states
+        retained on the broker are read back at each MQTT 5 connection, and one published
+        under a longer ``expire_after`` is cleared or made to expire in time
+        (modemd.sinks.retained).
         """
         super().__init__(store, idle_wait=IDLE_WAIT)
         self.settings = settings
@@ -205,6 +213,15 @@ class MqttSink(Sink):
         write_status(self._state_dir, self.name, self.status)
         # topic filter -> handler of incoming messages, subscribed at every connection
         self._handlers: dict[str, MessageHandler] = {}
+        # filters subscribed with no-local, over MQTT 5 only (our own publications there)
+        self._mqtt5_only: set[str] = set()
+        self._rule_expiry = dict(rule_expiry) if rule_expiry is not None else None
+        # decisions on retained states read back, made on paho's thread, applied on ours
+        self._retained_actions: collections.deque[Clear | Shorten] = collections.deque()
+        self._state_published: set[str] = set()  # device state topics published by this run
+        if self._rule_expiry is not None:
+            self._mqtt5_only.add(self.topics.device_state("+"))
+            self.subscribe(self.topics.device_state("+"), self._on_retained_state)
         if settings.homeassistant:
             self.subscribe(f"{settings.discovery_prefix}/status", self._on_homeassistant_status)
         self._requests = dict(requests or {})
@@ -299,7 +316,10 @@ class MqttSink(Sink):
         # "online" goes out from the sink thread (run_once), where every publication is
         # recorded with its packet id; never publish from paho's callbacks.
         for topic in self._handlers:
-            client.subscribe(topic, qos=1)
+            if topic not in self._mqtt5_only:
+                client.subscribe(topic, qos=1)
+            elif self._mqtt5:
+                client.subscribe(topic, options=SubscribeOptions(qos=1, noLocal=True))
         self._connection_epoch += 1
         self._connections += 1
         self.connected.set()
@@ -382,20 +402,25 @@ class MqttSink(Sink):
 
     def _publish(self, topic: str, payload: str, *, qos: int, retain: bool,
                  seq: int | None = None, expiry: int | None = None,
-                 correlation: bytes | None = None) -> mqtt.MQTTMessageInfo:
+                 correlation: bytes | None = None,
+                 user_properties: Sequence[tuple[str, str]] | None = None,
+                 ) -> mqtt.MQTTMessageInfo:
         """Publish and record which publication owns the packet id, atomically.
 
         ``expiry``: seconds after which the broker drops the (retained) message (MQTT 5
         message expiry; not sent over MQTT 3.1.1, which has none). ``correlation``: MQTT 5
-        correlation data of an answer on a requester's response topic.
+        correlation data of an answer on a requester's response topic. ``user_properties``:
+        MQTT 5 user properties (dropped over 3.1.1).
         """
         properties = None
-        if (expiry is not None or correlation is not None) and self._mqtt5:
+        if (expiry is not None or correlation is not None or user_properties) and self._mqtt5:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             if expiry is not None:
                 properties.MessageExpiryInterval = expiry
             if correlation is not None:
                 properties.CorrelationData = correlation
+            if user_properties:
+                properties.UserProperty = list(user_properties)
         with self._publish_lock:
             info = self._client.publish(topic, payload, qos=qos, retain=retain,
                                         properties=properties)
@@ -447,6 +472,46 @@ class MqttSink(Sink):
         reserved = (self.settings.base_topic + "/", self.settings.discovery_prefix + "/")
         return bool(topic) and not any(c in topic for c in "#+\0") and \
             not topic.startswith(reserved) and not topic.startswith("$")
+
+    def _on_retained_state(self, message: mqtt.MQTTMessage) -> None:
+        """A device state retained on the broker, read back at connection (paho's thread:
+        decide, hand the publication to the sink thread)."""
+        if not message.retain or self._rule_expiry is None:
+            return
+        props = message.properties
+        state = retained_state(message.topic, bytes(message.payload),
+                               getattr(props, "UserProperty", None) if props else None,
+                               getattr(props, "MessageExpiryInterval", None) if props else None)
+        action = reconcile(state, expire_after=self._rule_expiry, now=time.time())
+        if action is not None:
+            self._retained_actions.append(action)
+            self.wake()
+
+    def _state_expiry(self, row: OutboxRow) -> int | None:
+        """A reading's expiry: its rule's ``expire_after`` as the config says now (a row
+        queued under an earlier config carries the old value), else the row's own."""
+        if row.kind == "reading" and self._rule_expiry is not None:
+            rule = row.body.get("rule")
+            if isinstance(rule, str) and rule in self._rule_expiry:
+                return self._rule_expiry[rule]
+        return _expiry(row)
+
+    def _apply_retained_actions(self) -> None:
+        while self._retained_actions:
+            action = self._retained_actions.popleft()
+            if action.topic in self._state_published:
+                continue  # a newer state went out in this run, with today's expiry
+            if isinstance(action, Clear):
+                log.info("mqtt: clearing retained %s: older than its rule's expire_after",
+                         action.topic)
+                self._publish(action.topic, "", qos=1, retain=True)
+            else:
+                log.info("mqtt: %s expires in %d s now (its rule's expire_after was "
+                         "shortened)", action.topic, action.expiry)
+                self._publish(action.topic, action.payload.decode("utf-8", "replace"), qos=1,
+                              retain=True, expiry=action.expiry,
+                              user_properties=_state_properties(action.rule,
+                                                                action.published_at))
 
     def _on_homeassistant_status(self, message: mqtt.MQTTMessage) -> None:
         if message.payload.strip() == b"online":
@@ -506,6 +571,7 @@ class MqttSink(Sink):
             if self.settings.homeassistant and self._configured is not None:
                 for owner, messages in self._configured(list(self._owned)):
                     self._announce(owner, messages)
+        self._apply_retained_actions()
         self._expire_inflight()
         self._clear_expired_states()
         room = self.settings.max_inflight - len(self._inflight)
@@ -577,9 +643,14 @@ class MqttSink(Sink):
             self.store.outbox.poison(self.name, [row.seq], reason=f"cannot render: {exc!r}")
             return
         self._inflight[row.seq] = time.monotonic()
-        expiry = _expiry(row)
+        expiry = self._state_expiry(row)
+        properties: list[tuple[str, str]] | None = None
+        if retain and row.kind == "reading":
+            self._state_published.add(topic)
+            properties = _state_properties(str(row.body.get("rule", "")), time.time())
         info = self._publish(topic, payload, qos=self.settings.qos, retain=retain, seq=row.seq,
-                             expiry=expiry, correlation=correlation)
+                             expiry=expiry, correlation=correlation,
+                             user_properties=properties)
         if retain and not self._mqtt5:
             # MQTT 3.1.1 has no message expiry: clear the retained state ourselves when it
             # expires (while this process runs), so a Home Assistant starting later does not
@@ -721,6 +792,11 @@ def _device_of(owner: str) -> str | None:
         return None
     _, found, device = owner.partition("/device:")
     return device if found and device else None
+
+
+def _state_properties(rule: str, published_at: float) -> list[tuple[str, str]]:
+    """The user properties a retained device state carries (modemd.sinks.retained)."""
+    return [(PUBLISHED_AT, f"{published_at:.3f}"), (RULE, rule)]
 
 
 def _expiry(row: OutboxRow) -> int | None:
