@@ -19,7 +19,7 @@ from modemd.daemon import Daemon
 from modemd.send.wiring import send_service
 from modemd.sinks.mqtt import MqttSink
 from modemd.store import Store
-from tests.helpers import wait_until
+from tests.helpers import toml_value, wait_until
 from tests.mosquitto import Mosquitto
 from tests.mqtt_client import TO, Recorder, publish, states_of, wait_state
 from tests.smsc import Smsc
@@ -259,3 +259,28 @@ def test_requests_share_the_submit_window_and_a_sets_parts_go_one_by_one(
     for name in ("a", "b", "c", "long"):
         wait_state(statuses, name, "unknown")
     assert len(smsc.submits()) == 4  # none written again
+
+
+def test_sms_list_shows_which_bind_sent_and_the_smscs_ids(
+        tmp_path: Path, gateway: Daemon, smsc: Smsc, broker: Mosquitto,
+        statuses: Recorder) -> None:
+    from typer.testing import CliRunner
+
+    from modemd.cli import app
+
+    publish(broker, {"id": "listed", "to": TO, "text": "hello"})
+    wait_state(statuses, "listed", "sent")
+    (submit,) = smsc.submits()
+    settings = config_for(tmp_path, smsc, broker)
+    lines = []
+    for section in ("gateway", "mqtt", "send"):
+        lines += [f"[{section}]"] + [f"{k} = {toml_value(v)}" for k, v in
+                                     settings[section].items()]
+    lines += ["[[smpp]]"] + [f"{k} = {toml_value(v)}" for k, v in settings["smpp"][0].items()]
+    path = tmp_path / "modemd.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["sms", "list", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith("listed  sent") and "via agg" in line
+    assert f"smsc id {submit['message_id']}" in line

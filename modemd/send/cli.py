@@ -29,9 +29,12 @@ EXIT_WAIT_TIMEOUT = 3
 
 def _line(doc: dict[str, Any]) -> str:
     mr = ",".join(str(m) for m in doc.get("mr") or [])
+    ids = ",".join(str(m) for m in doc.get("message_ids") or [])  # sent over SMPP
+    via = f"  via {doc['modem']}" if isinstance(doc.get("modem"), str) else ""
     error = f"  {doc['error']}" if doc.get("error") else ""
     return (f"{doc.get('id')}  {doc.get('state'):<9} to {doc.get('to') or '-'}  "
-            f"{doc.get('parts', 0)} part(s){f'  mr {mr}' if mr else ''}{error}")
+            f"{doc.get('parts', 0)} part(s){via}{f'  mr {mr}' if mr else ''}"
+            f"{f'  smsc id {ids}' if ids else ''}{error}")
 
 
 @sms_app.command("send")
