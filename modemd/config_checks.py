@@ -28,8 +28,9 @@ _HEALTH_FIELDS = {"rssi_dbm": "float", "ber": "float", "storage_used": "float",
 def problems(config: Config) -> list[Problem]:
     """Settings that load but cannot work."""
     found: list[Problem] = []
-    if not config.modem:
-        found.append(("modem", "no [[modem]] configured: modemd would receive nothing"))
+    if not config.modem and not config.smpp:
+        found.append(("modem", "no [[modem]] nor [[smpp]] bind configured: modemd would "
+                      "receive nothing"))
     for key in ("sweep_interval", "health_interval", "multipart_timeout"):
         if getattr(config.gateway, key) <= 0:
             found.append((f"gateway.{key}", "must be more than 0"))

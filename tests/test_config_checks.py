@@ -140,3 +140,22 @@ def test_a_rule_writing_to_the_modem_measurement_must_keep_its_types() -> None:
                    "R": {"name": "rssi_dbm", "type": "int"}}}]})
     ((key, message),) = problems(cfg)
     assert key == "parser['a'].fields.rssi_dbm" and "'modem health'" in message
+
+
+def test_a_gateway_with_only_smpp_binds_receives_and_passes_the_check(tmp_path: Path) -> None:
+    path = tmp_path / "modemd.toml"
+    path.write_text(f"""
+[gateway]
+id = "gw1"
+state_dir = "{tmp_path / 'state'}"
+
+[[smpp]]
+name = "agg"
+host = "127.0.0.1"
+system_id = "modemd"
+""", encoding="utf-8")
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "receive nothing" not in result.output
+    nothing = config_from_dict({"gateway": {"state_dir": str(tmp_path / "state")}})
+    assert any("receive nothing" in reason for _, reason in problems(nothing))
