@@ -114,7 +114,9 @@ def config_check(
         raise typer.Exit(2)
     for key, message in config_checks.warnings(cfg):
         typer.echo(f"warning: {key}: {message}", err=True)
-    typer.echo(f"{config}: OK ({len(cfg.modem)} modem(s), {len(cfg.parser)} parser rule(s))")
+    binds = f", {len(cfg.smpp)} SMPP bind(s)" if cfg.smpp else ""
+    typer.echo(f"{config}: OK ({len(cfg.modem)} modem(s){binds}, {len(cfg.parser)} parser "
+               "rule(s))")
     if online and cfg.influx is not None and cfg.influx.enabled:
         from modemd.sinks.influx import check_influx
 

@@ -338,8 +338,9 @@ class Daemon:
             smpp_sender.start()
         for driver in self.drivers:
             driver.start()
-        log.info("modemd started: gateway %s, %d modem(s), sinks: %s", cfg.gateway.id,
-                 len(self.drivers), ", ".join(s.name for s in self.sinks) or "none")
+        log.info("modemd started: gateway %s, %d modem(s), %d SMPP bind(s), sinks: %s",
+                 cfg.gateway.id, len(self.drivers), len(self.binds),
+                 ", ".join(s.name for s in self.sinks) or "none")
 
     def _smpp_senders(self, service: SendService, pipeline: Pipeline) -> list[SmppSender]:
         """A sender per transceiver bind; the SMSC's receipts settle what they sent."""
