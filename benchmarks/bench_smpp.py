@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from benchmarks.common import machine, percentile  # noqa: E402
+from benchmarks.common import machine, percentile, wait  # noqa: E402
 from tests.helpers import DaemonProcess, toml_value  # noqa: E402
 from tests.mosquitto import Mosquitto  # noqa: E402
 from tests.smsc import Smsc  # noqa: E402
@@ -73,13 +73,6 @@ def write_config(workdir: Path, broker: Mosquitto, smsc: Smsc, window: int) -> P
     path.write_text("\n".join(lines) + "\n")
     return path
 
-
-def wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
