@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from modemd.at.answers import prefixed
 from modemd.config import ModemConfig
 from modemd.errors import StoreError
-from modemd.modem.driver import ModemDriver
+from modemd.modem.driver import MAX_UNSYNCED, ModemDriver
 from modemd.simulator import SimulatedModem
 from modemd.simulator.profiles import IccidCommand, sim_profile
 from modemd.store import Store
@@ -649,5 +649,89 @@ def test_a_burst_shares_fsyncs_and_no_message_leaves_the_modem_before_its_own(
             assert sorted(journalled(store)) == sorted(pdus)
             assert disk.syncing < 12, disk.syncing  # shared: fewer fsyncs than messages
             no_reconnects(driver)
+    finally:
+        sim.stop()
+
+
+# --- a graceful stop in the middle of a burst ---------------------------------------------
+
+class StopsMidBurst:
+    """The store's journal, asking the driver to stop as the ``stop_at``-th message is
+    journalled (a stop that comes while a burst is read); with ``fails_at_stop`` every fsync
+    after that fails. ``told`` holds the PDUs journalled."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.driver: ModemDriver | None = None  # set once the driver exists
+        self.stop_at = 2
+        self.fails_at_stop = False
+        self.told: list[bytes] = []
+        self.waiting_at_stop: int | None = None  # slots then journalled, not yet synced
+        self.failed_syncs = 0
+
+    def record_raw(self, **kwargs: Any) -> CommitResult:
+        result = self.journal.record_raw(**kwargs)
+        self.told.append(kwargs["raw"])
+        driver = self.driver
+        if len(self.told) == self.stop_at and driver is not None:
+            self.waiting_at_stop = len(driver._to_delete)
+            driver._stop.set()  # what stop() does first, at this moment
+        return result
+
+    def make_durable(self, result: CommitResult) -> None:
+        driver = self.driver
+        if self.fails_at_stop and driver is not None and driver._stop.is_set():
+            self.failed_syncs += 1
+            raise StoreError("disk I/O error")
+        self.journal.make_durable(result)
+
+
+# 2: the first message still waits for its fsync; MAX_UNSYNCED (4): the fsync is done and
+# the stop comes before the deletes.
+@BOTH
+@pytest.mark.parametrize("stop_at", [2, MAX_UNSYNCED])
+def test_a_stop_in_the_middle_of_a_burst_deletes_what_it_journalled(
+    tmp_path: Path, over: str, stop_at: int
+) -> None:
+    sim = loopback(over=over)
+    pdus = unique_pdus(6)
+    try:
+        with running(tmp_path, sim, wrap=StopsMidBurst) as (driver, store):
+            disk = journal_of(driver, StopsMidBurst)
+            disk.driver = driver
+            disk.stop_at = stop_at
+            wait_until(driver.ready.is_set, what="ready")
+            sim.deliver_many(pdus)
+            wait_until(lambda: len(disk.told) == stop_at, what="the stop mid-burst")
+            driver.stop()
+            assert not driver.alive
+            assert disk.waiting_at_stop == stop_at - 1  # a burst: none synced alone
+            assert sorted(journalled(store)) == sorted(disk.told)
+            # what was journalled is deleted; what was not read yet is still on the modem
+            assert sorted(on_sim(sim)) == sorted(p for p in pdus if p not in disk.told)
+    finally:
+        sim.stop()
+
+
+@BOTH
+def test_a_failing_fsync_at_stop_leaves_the_burst_on_the_modem(
+    tmp_path: Path, over: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = loopback(over=over)
+    pdus = unique_pdus(6)
+    try:
+        with running(tmp_path, sim, wrap=StopsMidBurst) as (driver, store):
+            disk = journal_of(driver, StopsMidBurst)
+            disk.driver = driver
+            disk.fails_at_stop = True
+            wait_until(driver.ready.is_set, what="ready")
+            sim.deliver_many(pdus)
+            wait_until(lambda: len(disk.told) == disk.stop_at, what="the stop mid-burst")
+            driver.stop()  # does not raise
+            assert not driver.alive
+            assert disk.failed_syncs == 1  # the stop tried to make them durable
+            assert "disk I/O error" in caplog.text
+            assert sorted(journalled(store)) == sorted(disk.told)
+            assert sorted(on_sim(sim)) == sorted(pdus)  # none durable: none deleted
     finally:
         sim.stop()

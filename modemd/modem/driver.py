@@ -329,6 +329,7 @@ class ModemDriver:
                 self._went_offline(f"internal error: {type(exc).__name__}", step="reopen")
             finally:
                 if self._stop.is_set():
+                    self._flush_on_stop()
                     self._leave_store_mode()
                 self._close_session()
             if self._stop.is_set():
@@ -366,9 +367,42 @@ class ModemDriver:
             session.execute(f"AT+CNMI={setting}", timeout=min(self.timeout, 2.0),
                             answer=NOTHING)
             log.info("modem %s: left in store mode (AT+CNMI=%s)", self.config.name, setting)
-        except ATError as exc:
+        except (ATError, TransportError) as exc:  # stop() may close the port meanwhile
             log.warning("modem %s: could not switch to store mode on stop: %s",
                         self.config.name, exc)
+
+    def _flush_on_stop(self) -> None:
+        """On stop: make the messages journalled in a burst cut short durable and delete
+        them from the modem, so that the next start does not read them again.
+
+        Guarded like :meth:`_leave_store_mode`: only on a live port, each command bounded by
+        the command timeout (at most 2 s). A failure is logged and the slots not yet deleted
+        stay on the modem (the next start's sweep takes them again, as duplicates); nothing
+        is deleted unless the fsync succeeded.
+        """
+        latest, slots = self._unsynced, self._to_delete
+        self._forget_unsynced()
+        session = self._session
+        if not slots or session is None or session.dead.is_set():
+            return
+        timeout = min(self.timeout, 2.0)
+        deleted = 0
+        try:
+            if latest is not None:  # None: durable already, a stop cut their deletes short
+                self.journal.make_durable(latest)
+            for storage, index in slots:
+                if storage and storage != self._read_storage:
+                    session.execute(f'AT+CPMS="{storage}"', timeout=timeout,
+                                    answer=prefixed("+CPMS"))
+                    self._read_storage = storage
+                session.execute(f"AT+CMGD={index}", timeout=timeout, answer=NOTHING)
+                deleted += 1
+        except (StoreError, ATError, TransportError) as exc:
+            log.warning("modem %s: on stop, %d journalled message(s) left on the modem for "
+                        "the next start: %s", self.config.name, len(slots) - deleted, exc)
+            return
+        log.info("modem %s: on stop, %d journalled message(s) made durable and deleted",
+                 self.config.name, deleted)
 
     def _resolve_port(self) -> str:
         port = self.config.port
@@ -863,12 +897,16 @@ class ModemDriver:
         those messages from the modem."""
         latest, self._unsynced = self._unsynced, None
         slots, self._to_delete = self._to_delete, []
-        if latest is None:
-            return
-        self.journal.make_durable(latest)  # raises: nothing deleted, a sweep takes them again
-        for storage, index in slots:
+        if latest is not None:
+            self.journal.make_durable(latest)  # raises: nothing deleted, a sweep takes them
+        # Durable: each slot stays listed until it is deleted, so that a stop cutting this
+        # short (the next command raises _Stop) deletes the rest (:meth:`_flush_on_stop`).
+        self._to_delete = slots
+        while self._to_delete:
+            storage, index = self._to_delete[0]
             self._select_storage(storage)
             self._delete(index)
+            del self._to_delete[0]
 
     def _forget_unsynced(self) -> None:
         """After a restart, a reset or a lost port a slot may hold another message now: keep
