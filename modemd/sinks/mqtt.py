@@ -219,7 +219,8 @@ class MqttSink(Sink):
         # decisions on retained states read back, made on paho's thread, applied on ours
         self._retained_actions: collections.deque[Clear | Shorten] = collections.deque()
         self._state_published: set[str] = set()  # device state topics published by this run
-        if self._rule_expiry is not None:
+        if self._rule_expiry is not None and any(
+                lifetime is not None for lifetime in self._rule_expiry.values()):
             self._mqtt5_only.add(self.topics.device_state("+"))
             self.subscribe(self.topics.device_state("+"), self._on_retained_state)
         if settings.homeassistant:
