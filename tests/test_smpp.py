@@ -241,7 +241,7 @@ def test_the_binds_state_is_retained_and_home_assistant_shows_its_connectivity(
         smsc.command(cmd="drop")
         ha.wait_for(lambda _: any(not s["online"] for s in states()[seen:]))
         lost = next(s for s in states()[seen:] if not s["online"])
-        assert lost["last_error"] and lost["reconnects"] == 1
+        assert lost["last_error"] and lost["reconnects"] == 1 and lost["state"] == "backoff"
         ha.wait_for(lambda _: states()[-1]["online"], timeout=20)  # bound again
     finally:
         daemon.stop()

@@ -109,11 +109,11 @@ class SmppBind:
                 self.bound.clear()
             if self._stop.is_set():
                 break
+            self.state = "backoff"
             if was_bound or self.last_error != self._reported_error:
                 self._changed()  # offline now, with the reason (not again for the same one)
             if was_bound:
                 delay = self.reconnect_min  # a working bind that dropped: retry soon
-            self.state = "backoff"
             log.info("smpp %s: reconnecting in %.1f s", self.name, delay)
             self._stop.wait(delay)
             delay = min(self.reconnect_max, delay * 2)
