@@ -3,8 +3,10 @@
 A private mosquitto, a fresh Home Assistant (onboarded and given its MQTT integration through
 its own API), modemd (``python -m modemd run``) on a simulated modem with the example device
 rules; status SMS go in, and Home Assistant's REST and websocket APIs are asked what a user
-would see. Every check reports PASS, FAIL or NOT-PRESENT (the feature is not in this modemd);
-one failing check never stops the others. Results go to a table and a JSON file.
+would see. One ``[[smpp]]`` receiver bind runs against the test SMSC (tests/smsc.py, npm's
+smpp server under node): its Home Assistant device, its entities, and what they show when the
+SMSC drops the connection. Every check reports PASS, FAIL or NOT-PRESENT (the feature is not in
+this modemd); one failing check never stops the others. Results go to a table and a JSON file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -30,14 +33,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from ha_client import HAError, HomeAssistant, stop_group  # noqa: E402
+from ha_client import HAError, HomeAssistant, WebSocket, stop_group  # noqa: E402
 
 from modemd.simulator import SimulatedModem  # noqa: E402
 from modemd.sms.encode import encode_deliver  # noqa: E402
 from modemd.sms.model import InformationElement  # noqa: E402
-from tests.helpers import write_config  # noqa: E402
+from tests.helpers import toml_value, write_config  # noqa: E402
 from tests.mosquitto import Mosquitto, free_port  # noqa: E402
 from tests.mqtt_client import Recorder  # noqa: E402
+from tests.smsc import Smsc  # noqa: E402
 
 GW = "gw1"
 IMEI = "356938035643809"
@@ -46,6 +50,16 @@ TEMPLATE_WARNING = re.compile(r"Template variable (warning|error)|has no attribu
 #: Home Assistant log lines that concern MQTT entities (the rest is HA's own business)
 MQTT_PROBLEM = re.compile(r"(WARNING|ERROR).*(mqtt|sensor|template|modemd)", re.IGNORECASE)
 UNAVAILABLE = "unavailable"
+
+#: the run's one [[smpp]] bind (a receiver, against tests/smsc.py's SMSC)
+BIND = "agg"
+SMPP_DEVICE = f"modemd_smpp_{GW}_{BIND}"
+#: entity key -> (unique_id, name in Home Assistant)
+SMPP_ENTITIES = {"online": (f"{SMPP_DEVICE}_online", "Connected"),
+                 "last_error": (f"{SMPP_DEVICE}_last_error", "Last error"),
+                 "reconnects": (f"{SMPP_DEVICE}_reconnects", "Reconnects")}
+#: a dropped bind retries after reconnect_min: long enough that "off" lasts a few polls
+SMPP_RECONNECT_MIN, SMPP_RECONNECT_MAX = 3, 6
 
 OPTIONAL_RULE = """
 [[parser]]
@@ -149,6 +163,10 @@ class Run:
         self.recorder: Recorder | None = None
         self.scts = datetime.now(UTC).replace(microsecond=0)
         self.ha_version = "?"
+        self.smsc: Smsc | None = None
+        #: what the SMPP drop check saw (its follow-up check reads it)
+        self.smpp_watch: StateWatch | None = None
+        self.smpp_docs_before_drop = 0
 
     # -- bookkeeping ----------------------------------------------------------------------
 
@@ -192,13 +210,30 @@ class Run:
                      mqtt={"host": "127.0.0.1", "port": self.broker.port,
                            "homeassistant": True},
                      gateway={"health_interval": 5},
-                     extra="\n" + "\n".join(rules))
+                     extra="\n" + "\n".join(rules) + self.smpp_config())
         check = subprocess.run([str(REPO / ".venv/bin/python"), "-m", "modemd", "config",
                                 "check", str(self.config)],
                                capture_output=True, text=True, cwd=REPO, check=False)
         if check.returncode != 0:
             raise RuntimeError(f"modemd config check refused the run's config:\n"
                                f"{check.stdout}{check.stderr}")
+
+    def smpp_config(self) -> str:
+        """The ``[[smpp]]`` receiver bind against the run's SMSC (as tests/test_smpp.py)."""
+        assert self.smsc is not None
+        password = self.dir / "smpp-password"
+        password.write_text("secret\n", encoding="utf-8")
+        settings = {"name": BIND, "host": "127.0.0.1", "port": self.smsc.port,
+                    "system_id": "modemd", "password_file": str(password),
+                    "reconnect_min": SMPP_RECONNECT_MIN, "reconnect_max": SMPP_RECONNECT_MAX}
+        return "\n[[smpp]]\n" + "".join(f"{k} = {toml_value(v)}\n"
+                                        for k, v in settings.items())
+
+    def smpp_docs(self) -> list[dict[str, Any]]:
+        """Every ``modemd/<gw>/smpp/<bind>/state`` modemd published, in order."""
+        assert self.recorder is not None
+        return [m.json() for m in self.recorder.on(f"modemd/{GW}/smpp/{BIND}/state")
+                if m.payload]
 
     def start_modemd(self) -> None:
         self.modemd_starts += 1
@@ -342,6 +377,8 @@ class Run:
         self.sim = SimulatedModem(profile="quectel_ec25", imei=IMEI,
                                   link_path=self.dir / "ttyMODEM")
         self.sim.start()
+        self.smsc = Smsc(system_id="modemd", password="secret").start()
+        self.log(f"test SMSC (npm smpp under node) on 127.0.0.1:{self.smsc.port}")
         self.write_modemd_config()
         self.start_modemd()
         self.log("modemd online; sending status SMS")
@@ -361,6 +398,59 @@ class Run:
         if self.sim is not None:
             with contextlib.suppress(Exception):
                 self.sim.stop()
+        if self.smpp_watch is not None:
+            self.smpp_watch.close()
+        if self.smsc is not None:
+            with contextlib.suppress(Exception):
+                self.smsc.stop()
+
+
+class StateWatch:
+    """Home Assistant's ``state_changed`` events for some entities, from a websocket
+    subscription of their own: every state HA took, however briefly it held it."""
+
+    def __init__(self, ha: HomeAssistant, entity_ids: set[str]) -> None:
+        self.entity_ids = entity_ids
+        self.seen: list[tuple[float, str, str | None]] = []
+        self.error: str | None = None
+        self.started = time.monotonic()
+        self.ws = WebSocket("127.0.0.1", ha.port, "/api/websocket", timeout=300)
+        if self.ws.receive().get("type") != "auth_required":
+            raise HAError("websocket: unexpected greeting")
+        self.ws.send({"type": "auth", "access_token": ha.token})
+        if self.ws.receive().get("type") != "auth_ok":
+            raise HAError("websocket: authentication refused")
+        self.ws.send({"id": 1, "type": "subscribe_events", "event_type": "state_changed"})
+        while True:
+            answer = self.ws.receive()
+            if answer.get("id") == 1 and answer.get("type") == "result":
+                break
+        if not answer.get("success"):
+            raise HAError(f"websocket subscribe_events: {answer.get('error')}")
+        threading.Thread(target=self._reader, name="ha-state-watch", daemon=True).start()
+
+    def _reader(self) -> None:
+        try:
+            while True:
+                message = self.ws.receive()
+                if message.get("type") != "event":
+                    continue
+                data = message.get("event", {}).get("data", {})
+                if data.get("entity_id") in self.entity_ids:
+                    new = data.get("new_state") or {}
+                    self.seen.append((round(time.monotonic() - self.started, 2),
+                                      data["entity_id"], new.get("state")))
+        except (HAError, OSError, ValueError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def states(self, entity_id: str) -> list[str | None]:
+        return [state for _, eid, state in list(self.seen) if eid == entity_id]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.ws.sock.shutdown(2)
+        with contextlib.suppress(OSError):
+            self.ws.close()
 
 
 # --- checks -------------------------------------------------------------------------------
@@ -803,6 +893,200 @@ def check_tracker_attributes(run: Run) -> str:
     return "speed, battery, gps_fix as attributes"
 
 
+# --- the SMPP bind ------------------------------------------------------------------------
+
+
+def smpp_entities(run: Run) -> dict[str, str]:
+    """Entity key (online, last_error, reconnects) -> entity_id, for those HA registered."""
+    reg = run.registry()
+    return {key: reg[uid]["entity_id"] for key, (uid, _) in SMPP_ENTITIES.items() if uid in reg}
+
+
+def smpp_states(run: Run) -> dict[str, str | None]:
+    """Entity key -> the state Home Assistant shows now (None: no such entity)."""
+    ids = smpp_entities(run)
+    states = {s["entity_id"]: s for s in run.ha.states()}
+    return {key: states.get(ids[key], {}).get("state") if key in ids else None
+            for key in SMPP_ENTITIES}
+
+
+def smpp_doc_summary(docs: list[dict[str, Any]]) -> list[str]:
+    return [f"{d.get('state')} online={d.get('online')} reconnects={d.get('reconnects')} "
+            f"last_error={d.get('last_error')!r}" for d in docs]
+
+
+def check_smpp_device(run: Run) -> str:
+    """The bind's own device, via the gateway's, with its three entities."""
+    devices = run.devices()
+    device = devices.get(SMPP_DEVICE)
+    if device is None:
+        raise Failed(f"no device {SMPP_DEVICE} in the device registry",
+                     devices=sorted(devices), retained=sorted(retained_snapshot(
+                         run, f"homeassistant/+/{GW}_smpp_{BIND}/#")))
+    gateway = devices.get(f"modemd_{GW}")
+    got = {k: device.get(k) for k in ("name", "manufacturer", "model", "via_device_id")}
+    problems = []
+    if got["name"] != f"SMPP {BIND}":
+        problems.append(f"name {got['name']!r} != 'SMPP {BIND}'")
+    if gateway is None or got["via_device_id"] != gateway["id"]:
+        problems.append("via_device is not the gateway's device")
+    reg = run.registry()
+    entities = {}
+    for key, (uid, name) in SMPP_ENTITIES.items():
+        entry = reg.get(uid)
+        if entry is None:
+            problems.append(f"{key}: no entity {uid}")
+            continue
+        entities[key] = {k: entry.get(k) for k in ("entity_id", "original_name",
+                                                    "entity_category", "device_id")}
+        domain = "binary_sensor" if key == "online" else "sensor"
+        if not entry["entity_id"].startswith(f"{domain}."):
+            problems.append(f"{key}: {entry['entity_id']} is not a {domain}")
+        if entry.get("device_id") != device["id"]:
+            problems.append(f"{key}: {entry['entity_id']} is not on the bind's device")
+        if entry.get("original_name") not in (name, None):
+            problems.append(f"{key}: name {entry.get('original_name')!r} != {name!r}")
+    others = [e["entity_id"] for e in reg.values()
+              if e.get("device_id") == device["id"]
+              and e["unique_id"] not in {u for u, _ in SMPP_ENTITIES.values()}]
+    if others:
+        problems.append(f"unexpected entities on the bind's device: {others}")
+    if problems:
+        raise Failed("; ".join(problems), device=got, entities=entities)
+    return (f"{got['name']} ({got['model']}), via the gateway: "
+            + ", ".join(str(e["entity_id"]) for e in entities.values()))
+
+
+def check_smpp_bound(run: Run) -> str:
+    """Bound: Connected on (connectivity), Last error "none", Reconnects "0"."""
+    expect = {"online": "on", "last_error": "none", "reconnects": "0"}
+    wait_for(lambda: smpp_states(run) == expect, 60, 0.5)
+    ids = smpp_entities(run)
+    if not ids:
+        raise Failed("no SMPP bind entities")
+    shown = {key: run.ha.state(eid) or {} for key, eid in ids.items()}
+    states = {key: s.get("state") for key, s in shown.items()}
+    docs = run.smpp_docs()
+    problems = [f"{key} {states.get(key)!r} != {value!r}" for key, value in expect.items()
+                if states.get(key) != value]
+    online_attrs = shown.get("online", {}).get("attributes", {})
+    if online_attrs.get("device_class") != "connectivity":
+        problems.append(f"Connected device_class {online_attrs.get('device_class')!r}")
+    reconnect_attrs = shown.get("reconnects", {}).get("attributes", {})
+    if reconnect_attrs.get("state_class") != "total_increasing":
+        problems.append(f"Reconnects state_class {reconnect_attrs.get('state_class')!r}")
+    if not docs or docs[-1].get("state") != "bound" or docs[-1].get("online") is not True:
+        problems.append(f"modemd's last bind state is not bound: {smpp_doc_summary(docs[-1:])}")
+    if problems:
+        raise Failed("; ".join(problems), states=shown, bind_state=docs[-1:] or None)
+    return ", ".join(f"{ids[k]} = {states[k]!r}" for k in expect) + (
+        f"; modemd: {smpp_doc_summary(docs[-1:])[0]}")
+
+
+def check_smpp_dropped(run: Run) -> str:
+    """The SMSC destroys the connection (as a failing link does): HA shows Connected off and
+    a Last error at some point (state_changed events and polls), and Reconnects 1."""
+    assert run.smsc is not None
+    ids = smpp_entities(run)
+    if len(ids) != len(SMPP_ENTITIES):
+        raise Failed(f"SMPP bind entities missing: {sorted(set(SMPP_ENTITIES) - set(ids))}")
+    try:
+        run.smpp_watch = StateWatch(run.ha, set(ids.values()))
+    except (HAError, OSError) as exc:
+        print(f"    (no state_changed subscription: {exc}; polling only)", flush=True)
+    run.smpp_docs_before_drop = len(run.smpp_docs())
+    polled: dict[str, list[str | None]] = {key: [] for key in SMPP_ENTITIES}
+    dropped_at = len(run.smsc.events)
+    run.smsc.command(cmd="drop")
+
+    def seen() -> dict[str, list[str | None]]:
+        for key, state in smpp_states(run).items():
+            if not polled[key] or polled[key][-1] != state:
+                polled[key].append(state)
+        watch = run.smpp_watch
+        return {key: [*polled[key], *(watch.states(ids[key]) if watch else [])]
+                for key in SMPP_ENTITIES}
+
+    def down_seen() -> bool:
+        states = seen()
+        return ("off" in states["online"]
+                and any(s not in ("none", None, UNAVAILABLE, "unknown")
+                        for s in states["last_error"])
+                and "1" in states["reconnects"])
+    wait_for(down_seen, 30, 0.25)
+    states = seen()
+    docs = run.smpp_docs()[run.smpp_docs_before_drop:]
+    errors = [s for s in states["last_error"] if s not in ("none", None, UNAVAILABLE, "unknown")]
+    problems = []
+    try:
+        run.smsc.wait_event(lambda e: e["event"] == "dropped", timeout=5, after=dropped_at)
+    except AssertionError:
+        problems.append("the SMSC never reported the drop")
+    if "off" not in states["online"]:
+        problems.append(f"Connected never off (states seen: {states['online']})")
+    if not errors:
+        problems.append(f"Last error never showed a reason (states seen: "
+                        f"{states['last_error']})")
+    if "1" not in states["reconnects"]:
+        problems.append(f"Reconnects never 1 (states seen: {states['reconnects']})")
+    evidence = {"ha_states_seen": states, "bind_states_published": docs,
+                "events": list(run.smpp_watch.seen) if run.smpp_watch else None}
+    if problems:
+        raise Failed("; ".join(problems), **evidence)
+    watch = run.smpp_watch
+    order = {key: (watch.states(ids[key]) if watch and watch.states(ids[key]) else polled[key])
+             for key in ("online", "reconnects")}
+    return (f"Connected {' -> '.join(map(str, dedupe(order['online'])))}, Last error "
+            f"{errors[0]!r}, Reconnects {' -> '.join(map(str, dedupe(order['reconnects'])))}"
+            f" ({'state_changed events' if watch else 'polls'}); modemd published: "
+            f"{'; '.join(smpp_doc_summary(docs))}")
+
+
+def dedupe(states: list[str | None]) -> list[str | None]:
+    return [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+
+
+def check_smpp_rebound(run: Run) -> str:
+    """The bind reconnects after reconnect_min: Connected on again, Last error back to "none"
+    (null while bound), Reconnects stays 1."""
+    expect = {"online": "on", "last_error": "none", "reconnects": "1"}
+    wait_for(lambda: smpp_states(run) == expect, 30 + SMPP_RECONNECT_MAX, 0.5)
+    states = smpp_states(run)
+    docs = run.smpp_docs()[run.smpp_docs_before_drop:]
+    watch, run.smpp_watch = run.smpp_watch, None
+    events = list(watch.seen) if watch else None
+    if watch is not None:
+        watch.close()
+    problems = [f"{key} {states[key]!r} != {value!r}" for key, value in expect.items()
+                if states[key] != value]
+    if not docs or docs[-1].get("state") != "bound":
+        problems.append(f"modemd's last bind state is not bound: {smpp_doc_summary(docs[-1:])}")
+    if problems:
+        raise Failed("; ".join(problems), states=states, bind_states_published=docs,
+                     events=events)
+    changes = [f"{t:.1f}s {eid.split('.', 1)[1]}={state}" for t, eid, state in events or []]
+    return (", ".join(f"{k}={v!r}" for k, v in states.items())
+            + (f"; HA's state changes after the drop: {', '.join(changes)}" if changes else ""))
+
+
+def check_smpp_log(run: Run) -> str:
+    """No warning or error of Home Assistant that names the bind's entities, their topics or
+    their discovery configs (every line with "smpp" at WARNING or above, template warnings)."""
+    run.keep_ha_log()
+    lines: list[str] = []
+    for path in sorted(run.dir.glob("home-assistant-*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if "smpp" not in line.lower():
+                continue
+            if (re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line) or TEMPLATE_WARNING.search(line)
+                    or REJECTED_CONFIG.search(line)):
+                lines.append(f"{path.name}: {line[:400]}")
+    if lines:
+        raise Failed(f"{len(lines)} complaint(s) about the SMPP entities, first: {lines[0]}",
+                     lines=lines[:40])
+    return "no warning, error or template complaint naming smpp"
+
+
 #: what HA logs when it refuses (or will soon refuse) a discovery config's combination
 REJECTED_CONFIG = re.compile(r"not valid together with device class|not a valid unit for the "
                              r"device class|when processing MQTT discovery message|"
@@ -900,6 +1184,17 @@ def scenario(run: Run) -> None:
               lambda: check_optional(run, "OPT1", "DEV=OPT1;V=1.6", kept=["door"],
                                      enums=["mode"], changed=("level", "1.6")))
 
+    print("\nSMPP bind (receiver, against the test SMSC)", flush=True)
+    run.wait_entities([uid for uid, _ in SMPP_ENTITIES.values()], timeout=30)
+    run.check(f"SMPP bind device (SMPP {BIND}, via the gateway) and its three entities",
+              lambda: check_smpp_device(run))
+    run.check("SMPP bound: Connected on, Last error none, Reconnects 0",
+              lambda: check_smpp_bound(run))
+    run.check("SMSC dropped the connection: Connected off, Last error shown, Reconnects 1",
+              lambda: check_smpp_dropped(run))
+    run.check("SMPP rebound: Connected on, Last error none, Reconnects 1",
+              lambda: check_smpp_rebound(run))
+
     print("\navailability", flush=True)
     entity_ids = modemd_entity_ids(run)
     run.check("modemd stopped (SIGTERM): entities unavailable",
@@ -963,6 +1258,8 @@ def scenario(run: Run) -> None:
 
     print("\nHome Assistant's log", flush=True)
     run.check("no MQTT/template warnings in home-assistant.log", lambda: check_log(run))
+    run.check("no complaint about the SMPP entities in home-assistant.log",
+              lambda: check_smpp_log(run))
 
 
 def check_state_cleared(run: Run, device: str) -> str:
