@@ -687,13 +687,12 @@ class StopsMidBurst:
         self.journal.make_durable(result)
 
 
-# 2: the first message still waits for its fsync; MAX_UNSYNCED (4): the fsync is done and
-# the stop comes before the deletes.
-@BOTH
-@pytest.mark.parametrize("stop_at", [2, MAX_UNSYNCED])
-def test_a_stop_in_the_middle_of_a_burst_deletes_what_it_journalled(
-    tmp_path: Path, over: str, stop_at: int
-) -> None:
+@contextmanager
+def burst_cut_short(tmp_path: Path, over: str, *, stop_at: int = 2,
+                    fails_at_stop: bool = False,
+                    ) -> Iterator[tuple[ModemDriver, Store, StopsMidBurst, list[bytes]]]:
+    """Six messages delivered at once to a driver that is stopped as the ``stop_at``-th is
+    journalled; yields after ``driver.stop()`` returned."""
     sim = loopback(over=over)
     pdus = unique_pdus(6)
     try:
@@ -701,38 +700,38 @@ def test_a_stop_in_the_middle_of_a_burst_deletes_what_it_journalled(
             disk = journal_of(driver, StopsMidBurst)
             disk.driver = driver
             disk.stop_at = stop_at
+            disk.fails_at_stop = fails_at_stop
             wait_until(driver.ready.is_set, what="ready")
             sim.deliver_many(pdus)
             wait_until(lambda: len(disk.told) == stop_at, what="the stop mid-burst")
-            driver.stop()
+            driver.stop()  # does not raise
             assert not driver.alive
-            assert disk.waiting_at_stop == stop_at - 1  # a burst: none synced alone
-            assert sorted(journalled(store)) == sorted(disk.told)
-            # what was journalled is deleted; what was not read yet is still on the modem
-            assert sorted(on_sim(sim)) == sorted(p for p in pdus if p not in disk.told)
+            held = set(on_sim(sim))
+            yield driver, store, disk, [p for p in pdus if p in held]
     finally:
         sim.stop()
+
+
+# 2: the first message still waits for its fsync; MAX_UNSYNCED (4): the fsync is done and
+# the stop comes before the deletes.
+@BOTH
+@pytest.mark.parametrize("stop_at", [2, MAX_UNSYNCED])
+def test_a_stop_in_the_middle_of_a_burst_deletes_what_it_journalled(
+    tmp_path: Path, over: str, stop_at: int
+) -> None:
+    with burst_cut_short(tmp_path, over, stop_at=stop_at) as (_, store, disk, left):
+        assert disk.waiting_at_stop == stop_at - 1  # a burst: none synced alone
+        assert sorted(journalled(store)) == sorted(disk.told)
+        # what was journalled is deleted; what was not read yet is still on the modem
+        assert sorted(left) == sorted(p for p in unique_pdus(6) if p not in disk.told)
 
 
 @BOTH
 def test_a_failing_fsync_at_stop_leaves_the_burst_on_the_modem(
     tmp_path: Path, over: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sim = loopback(over=over)
-    pdus = unique_pdus(6)
-    try:
-        with running(tmp_path, sim, wrap=StopsMidBurst) as (driver, store):
-            disk = journal_of(driver, StopsMidBurst)
-            disk.driver = driver
-            disk.fails_at_stop = True
-            wait_until(driver.ready.is_set, what="ready")
-            sim.deliver_many(pdus)
-            wait_until(lambda: len(disk.told) == disk.stop_at, what="the stop mid-burst")
-            driver.stop()  # does not raise
-            assert not driver.alive
-            assert disk.failed_syncs == 1  # the stop tried to make them durable
-            assert "disk I/O error" in caplog.text
-            assert sorted(journalled(store)) == sorted(disk.told)
-            assert sorted(on_sim(sim)) == sorted(pdus)  # none durable: none deleted
-    finally:
-        sim.stop()
+    with burst_cut_short(tmp_path, over, fails_at_stop=True) as (_, store, disk, left):
+        assert disk.failed_syncs == 1  # the stop tried to make them durable
+        assert "disk I/O error" in caplog.text
+        assert sorted(journalled(store)) == sorted(disk.told)
+        assert sorted(left) == sorted(unique_pdus(6))  # none durable: none deleted

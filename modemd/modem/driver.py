@@ -21,6 +21,7 @@ modem is swept when it is back.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -390,12 +391,10 @@ class ModemDriver:
         try:
             if latest is not None:  # None: durable already, a stop cut their deletes short
                 self.journal.make_durable(latest)
+            bounded = functools.partial(session.execute, timeout=timeout)
             for storage, index in slots:
-                if storage and storage != self._read_storage:
-                    session.execute(f'AT+CPMS="{storage}"', timeout=timeout,
-                                    answer=prefixed("+CPMS"))
-                    self._read_storage = storage
-                session.execute(f"AT+CMGD={index}", timeout=timeout, answer=NOTHING)
+                self._select_storage(storage, execute=bounded)
+                bounded(f"AT+CMGD={index}", answer=NOTHING)
                 deleted += 1
         except (StoreError, ATError, TransportError) as exc:
             log.warning("modem %s: on stop, %d journalled message(s) left on the modem for "
@@ -921,9 +920,11 @@ class ModemDriver:
             head = self._urcs.queue[0] if self._urcs.queue else None
         return head is not None and head.name in ("+CMTI", "+CDSI")
 
-    def _select_storage(self, storage: str) -> None:
+    def _select_storage(self, storage: str, *, execute: Callable[..., Response] | None = None,
+                        ) -> None:
+        """``execute``: how to send the command (default :meth:`_cmd`, which a stop ends)."""
         if storage and storage != self._read_storage:
-            self._cmd(f'AT+CPMS="{storage}"', answer=prefixed("+CPMS"))
+            (execute or self._cmd)(f'AT+CPMS="{storage}"', answer=prefixed("+CPMS"))
             self._read_storage = storage
 
     def _read_and_delete(self, storage: str, index: int) -> None:

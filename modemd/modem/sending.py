@@ -12,7 +12,7 @@ permanent); no answer (timeout, port lost) leaves it ``unknown``: it is never wr
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -174,12 +174,6 @@ class SendJobs(Protocol):
 
     def unknown(self, job: SendJob, modem: str, reason: str) -> None: ...
 
-
-class Sender(Protocol):
-    """Anything that can submit PDUs: a modem here, an SMPP transceiver later."""
-
-    def submit(self, pdus: Sequence[SendJob]) -> list[int | None]:
-        """Submit each part; return its message reference. Raises SubmitError."""
 
 
 Execute = Callable[..., Response]

@@ -146,17 +146,14 @@ class SmppSender:
     """The thread that sends queued parts through one transceiver bind."""
 
     def __init__(self, bind: SmppBind, jobs: SendJobs, *, next_look: Callable[[], float],
-                 alphabet: DefaultAlphabet = "gsm7", source_addr: str = "",
-                 answer_timeout: float | None = None) -> None:
+                 alphabet: DefaultAlphabet = "gsm7", source_addr: str = "") -> None:
         self.bind = bind
         self.jobs = jobs
         self.next_look = next_look  # when (monotonic) to look at the queue next
         self.alphabet = alphabet
         self.source_addr = source_addr
-        self.answer_timeout = (answer_timeout if answer_timeout is not None
-                               else bind.settings.response_timeout + ANSWER_MARGIN)
+        self.answer_timeout = bind.settings.response_timeout + ANSWER_MARGIN
         self.window = bind.settings.submit_window
-        self.sent = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -186,10 +183,6 @@ class SmppSender:
     def join(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self.request_stop()
-        self.join(timeout)
 
     def _run(self) -> None:
         in_flight: list[_InFlight] = []
@@ -270,7 +263,6 @@ class SmppSender:
         except SessionError as exc:
             self.jobs.unknown(job, self.name, f"{exc}; not sent again")
         else:
-            self.sent += 1
             self.jobs.sent(job, self.name, None, smsc_id=result.message_id)
         return True
 
