@@ -1,8 +1,9 @@
 """Where `modemd run`'s resident memory goes: VmRSS after each step of its start, in one process.
 
 The steps are those of modemd/launch.py's run_daemon, the libraries first (each step loads
-only what the ones before did not), then the config read and the daemon built (not started:
-bench_floor.py measures a running one). Figures are MiB, as /proc/self/status says.
+only what the ones before did not), then the config read (validated by pydantic in a forked
+child, which this process never loads) and the daemon built (not started: bench_floor.py
+measures a running one). Figures are MiB, as /proc/self/status says.
 
     .venv/bin/python benchmarks/rss_steps.py [-c CONFIG]
 
@@ -64,28 +65,26 @@ def main(argv: list[str] | None = None) -> int:
         built: dict[str, object] = {}
 
         def load() -> None:
-            from modemd.config import load_config
+            from modemd.config_view import read_config_apart
 
-            built["config"] = load_config(config)
+            built["config"], _ = read_config_apart(config)
 
         def daemon() -> None:
             from modemd.daemon import Daemon
-            from modemd.modem.discovery import find_port_by_identity
+            from modemd.launch import _find_port
 
             built["daemon"] = Daemon(built["config"],  # type: ignore[arg-type]
-                                     port_resolver=find_port_by_identity)
+                                     port_resolver=_find_port)
 
         steps: list[tuple[str, Callable[[], object]]] = [
-            ("paho-mqtt (with ssl, OpenSSL, email, http)", imports("paho.mqtt.client")),
+            ("paho-mqtt (with ssl, OpenSSL; urllib.request deferred by modemd.sinks)",
+             imports("modemd.sinks", "paho.mqtt.client")),
             ("pyserial, sqlite3, json", imports("serial", "sqlite3", "json")),
-            ("pydantic (pydantic-core, typing_extensions, inspect, decimal ...)",
-             imports("pydantic.main", "pydantic.fields", "pydantic.types")),
-            ("modemd.launch, modemd.config: the config models built", imports(
-                "modemd.launch", "modemd.config")),
-            ("the config read and validated, its checks", load),
+            ("modemd.launch, modemd.config_view", imports("modemd.launch", "modemd.config_view")),
+            ("the config validated in a child (pydantic there), its views here", load),
             ("modemd.daemon and what it imports: driver, AT, codec, store, pipeline, sinks",
-             imports("modemd.config_checks", "modemd.cli_support", "modemd.daemon",
-                     "modemd.modem.discovery", "modemd.modem.modemmanager",
+             imports("modemd.cli_support", "modemd.daemon",
+                     "modemd.modem.modemmanager",
                      "modemd.store.migrations")),
             ("the Daemon built (not started)", daemon),
         ]

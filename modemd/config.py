@@ -8,10 +8,9 @@ and never appear in ``repr`` or ``config show``.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
-from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -29,28 +28,41 @@ from pydantic import (
 from modemd.errors import ConfigError
 from modemd.payload.config import DeviceSpec, ParserRule
 from modemd.payload.senders import country_code_problem, pattern_problem
+from modemd.settings import (  # re-exported: the CLI and the tests know them from here
+    DEFAULT_CONFIG_PATH,
+    SAFE_ID,
+    ConfigMethods,
+    InfluxMethods,
+    ModemMethods,
+    MqttMethods,
+    Secret,
+    SmppMethods,
+    VerifyMethods,
+    parse_duration,
+    read_secret,
+)
 
-DEFAULT_CONFIG_PATH = Path("/etc/modemd/modemd.toml")
-SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string like ``"90s"``, ``"15m"``, ``"7d"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30, '90s', '15m' or '7d'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration such as 30, '90s', '15m' or '7d'")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "SAFE_ID",
+    "Config",
+    "GatewayConfig",
+    "InfluxConfig",
+    "MQTTConfig",
+    "ModemConfig",
+    "OutboxConfig",
+    "Secret",
+    "SendConfig",
+    "SmppConfig",
+    "StoreConfig",
+    "TLSConfig",
+    "VerifyConfig",
+    "config_from_dict",
+    "load_config",
+    "parse_duration",
+    "read_secret",
+    "redact_url",
+]
 
 Duration = Annotated[float, Field(ge=0)]
 
@@ -76,21 +88,6 @@ def _safe_id(value: str, what: str) -> str:
             "(it becomes an MQTT topic level and a tag)"
         )
     return value
-
-
-def read_secret(*, file: str | None, env: str, what: str) -> SecretStr | None:
-    """A secret from a file (relative names look in $CREDENTIALS_DIRECTORY) or from ``env``."""
-    if file:
-        path = Path(file)
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not path.is_absolute() and creds:
-            path = Path(creds) / path
-        try:
-            return SecretStr(path.read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            raise ConfigError([(what, f"cannot read secret file {path}: {exc.strerror}")]) from exc
-    value = os.environ.get(env)
-    return SecretStr(value) if value else None
 
 
 class GatewayConfig(_Model):
@@ -122,7 +119,7 @@ class GatewayConfig(_Model):
         return value.lstrip("+") if value else value
 
 
-class ModemConfig(_Model):
+class ModemConfig(ModemMethods, _Model):
     name: str
     port: str = Field(description="device path, /dev/serial/by-id/... or a pyserial URL")
     baudrate: int = 115200
@@ -175,20 +172,6 @@ class ModemConfig(_Model):
             raise ValueError(f"{value!r} is not an IMEI (15 digits) or ICCID (18-22 digits)")
         return value
 
-    def matches(self, *, imei: str | None, iccid: str | None) -> bool:
-        """Whether a modem with this identity is the one configured (True if none is named)."""
-        if self.imei and imei != self.imei:
-            return False
-        return not (self.iccid and iccid != self.iccid)
-
-    def resolved_pin(self) -> str | None:
-        if self.pin is not None:
-            return self.pin.get_secret_value()
-        secret = read_secret(file=self.pin_file, env="MODEMD_PIN_" + self.name.upper(),
-                             what=f"modem.{self.name}.pin_file")
-        return secret.get_secret_value() if secret else None
-
-
 class TLSConfig(_Model):
     ca: Path | None = None
     cert: Path | None = None
@@ -202,7 +185,7 @@ class TLSConfig(_Model):
         return self
 
 
-class MQTTConfig(_Model):
+class MQTTConfig(MqttMethods, _Model):
     enabled: bool = True
     host: str = "localhost"
     port: int = Field(default=1883, ge=1, le=65535)
@@ -232,12 +215,7 @@ class MQTTConfig(_Model):
             raise ValueError(f"{value!r}: topics starting with '$' belong to the broker")
         return value.rstrip("/")
 
-    def password(self) -> SecretStr | None:
-        return read_secret(file=self.password_file, env="MODEMD_MQTT_PASSWORD",
-                           what="mqtt.password_file")
-
-
-class InfluxConfig(_Model):
+class InfluxConfig(InfluxMethods, _Model):
     enabled: bool = True
     url: str
     org: str = ""
@@ -262,12 +240,7 @@ class InfluxConfig(_Model):
             raise ValueError(f"{redact_url(value)!r}: the port is not 1-65535") from None
         return value.rstrip("/")
 
-    def token(self) -> SecretStr | None:
-        return read_secret(file=self.token_file, env="MODEMD_INFLUX_TOKEN",
-                           what="influx.token_file")
-
-
-class SmppConfig(_Model):
+class SmppConfig(SmppMethods, _Model):
     """One ``[[smpp]]`` bind to an aggregator's SMSC (see modemd/sources/smpp/)."""
 
     name: str
@@ -329,16 +302,6 @@ class SmppConfig(_Model):
             raise ValueError("enquire_link and response_timeout must be > 0")
         return self
 
-    def password(self) -> SecretStr | None:
-        what = f"smpp.{self.name}.password_file"
-        secret = read_secret(file=self.password_file, env="MODEMD_SMPP_PASSWORD_" +
-                             self.name.upper().replace("-", "_"), what=what)
-        if secret is not None and len(secret.get_secret_value().encode()) > 8:
-            # SMPP 3.4 section 4.1: 9 octets with the NUL; a longer one would be cut short
-            raise ConfigError([(what, "an SMPP password is at most 8 characters")])
-        return secret
-
-
 class OutboxConfig(_Model):
     max_rows: int = Field(default=200_000, ge=100)
     max_age: Duration = 30 * 86400.0
@@ -349,7 +312,7 @@ class OutboxConfig(_Model):
         return parse_duration(value)
 
 
-class VerifyConfig(_Model):
+class VerifyConfig(VerifyMethods, _Model):
     """``[verify]``: modemd as the verifier of codes users send from their phones."""
 
     enabled: bool = False
@@ -382,33 +345,6 @@ class VerifyConfig(_Model):
         if not 0 < self.ttl <= self.max_ttl:
             raise ValueError("ttl must be more than 0 and at most max_ttl")
         return self
-
-    def secret(self, state_dir: Path) -> bytes:
-        """The per-gateway key of the code hashes: from a file, the environment, or made once."""
-        given = read_secret(file=self.secret_file, env="MODEMD_VERIFY_SECRET",
-                            what="verify.secret_file")
-        if given is not None:
-            value = given.get_secret_value().encode("utf-8")
-            if len(value) < 16:
-                raise ConfigError([("verify.secret_file", "the secret must be at least 16 "
-                                    "characters")])
-            return value
-        path = state_dir / "verify.key"
-        try:
-            return path.read_bytes().strip()
-        except FileNotFoundError:
-            import secrets
-
-            state_dir.mkdir(parents=True, exist_ok=True)
-            key = secrets.token_hex(32).encode("ascii")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(key + b"\n")
-            return key
-        except OSError as exc:
-            raise ConfigError([("verify.secret_file", f"cannot read {path}: "
-                                f"{exc.strerror}")]) from exc
-
 
 class StoreConfig(_Model):
     """[store]: how long delivered messages are kept, how often the file is checked."""
@@ -467,7 +403,7 @@ class SendConfig(_Model):
         return number_patterns(value)
 
 
-class Config(_Model):
+class Config(ConfigMethods, _Model):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     modem: list[ModemConfig] = Field(default_factory=list)
     mqtt: MQTTConfig | None = None
@@ -508,55 +444,16 @@ class Config(_Model):
         raise ValueError(f"[send] modem {wanted!r} is neither a [[modem]] name nor an "
                          "[[smpp]] transceiver bind")
 
-    def senders(self) -> list[str]:
-        """What [send] can send through: every modem, and the SMPP binds bound as
-        transceivers."""
-        return [m.name for m in self.modem] + [b.name for b in self.smpp
-                                               if b.bind == "transceiver"]
-
-    def file_problems(self, *, skip_credentials: bool = False) -> list[tuple[str, str]]:
-        """The secret and certificate files this config names that cannot be read, all at once.
-
-        Secrets are read for real (as the daemon will). With *skip_credentials*, a relative
-        secret name is left out when $CREDENTIALS_DIRECTORY is unset: it names a systemd
-        credential that only exists inside the service (``config check`` from a shell).
-        """
-        readers: list[tuple[str | None, Callable[[], object]]] = [
-            (m.pin_file, m.resolved_pin) for m in self.modem if m.pin is None
-        ]
-        certs: list[tuple[str, Path | None]] = []
-        if self.mqtt is not None and self.mqtt.enabled:
-            readers.append((self.mqtt.password_file, self.mqtt.password))
-            tls = self.mqtt.tls
-            if tls is not None:
-                certs += [("mqtt.tls.ca", tls.ca), ("mqtt.tls.cert", tls.cert),
-                          ("mqtt.tls.key", tls.key)]
-        readers += [(b.password_file, b.password) for b in self.smpp]
-        certs += [(f"smpp.{b.name}.tls_ca", b.tls_ca) for b in self.smpp]
-        if self.influx is not None and self.influx.enabled:
-            readers.append((self.influx.token_file, self.influx.token))
-            certs.append(("influx.ca", self.influx.ca))
-        if self.verify.enabled and self.verify.secret_file:
-            readers.append((self.verify.secret_file,
-                            lambda: self.verify.secret(self.gateway.state_dir)))
-        problems: list[tuple[str, str]] = []
-        outside_systemd = not os.environ.get("CREDENTIALS_DIRECTORY")
-        for file, read in readers:
-            if skip_credentials and outside_systemd and file and not Path(file).is_absolute():
-                continue
-            try:
-                read()
-            except ConfigError as exc:
-                problems += exc.problems
-        for key, path in certs:
-            if path is None:
-                continue
-            try:
-                with path.open("rb"):
-                    pass
-            except OSError as exc:
-                problems.append((key, f"cannot read {path}: {exc.strerror}"))
-        return problems
+    @cached_property
+    def parser_rules(self) -> tuple[ParserRule, ...]:
+        """The rules as they run: [influx] measurement is the measurement of every rule that
+        does not name its own."""
+        influx = self.influx
+        if influx is None or "measurement" not in influx.model_fields_set:
+            return tuple(self.parser)
+        return tuple(rule if "measurement" in rule.model_fields_set
+                     else rule.model_copy(update={"measurement": influx.measurement})
+                     for rule in self.parser)
 
     def redacted(self) -> dict[str, Any]:
         """The effective config as plain data, secrets shown as '***'."""

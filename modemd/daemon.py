@@ -15,11 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modemd.config import Config
 from modemd.errors import ConfigError, StoreError
 from modemd.modem.driver import ModemDriver
 from modemd.modem.state import ModemState
-from modemd.payload.config import ParserRule
 from modemd.payload.engine import PayloadEngine
 from modemd.payload.senders import AllowList
 from modemd.pipeline import Pipeline, Route
@@ -42,6 +40,7 @@ from modemd.store.outbox import OutboxRow
 from modemd.systemd import Notifier
 
 if TYPE_CHECKING:  # imported where the config turns them on: the daemon stays resident
+    from modemd.config import Config
     from modemd.send.smpp import SmppSender
     from modemd.sources.smpp.bind import SmppBind
     from modemd.store.committer import GroupCommitter
@@ -94,16 +93,6 @@ def mqtt_settings(config: Config) -> MqttSettings | None:
         homeassistant=m.homeassistant, discovery_prefix=m.discovery_prefix,
         protocol=m.protocol, max_devices=m.ha_max_devices,
     )
-
-
-def rules_with_default_measurement(config: Config) -> list[ParserRule]:
-    """[influx] measurement is the measurement of every rule that does not name its own."""
-    influx = config.influx
-    if influx is None or "measurement" not in influx.model_fields_set:
-        return list(config.parser)
-    return [rule if "measurement" in rule.model_fields_set
-            else rule.model_copy(update={"measurement": influx.measurement})
-            for rule in config.parser]
 
 
 def build_verifier(config: Config, store: Store, *,
@@ -255,7 +244,7 @@ class Daemon:
         engine = None
         discovery = None
         if cfg.parser:
-            engine = PayloadEngine(rules_with_default_measurement(cfg), cfg.devices,
+            engine = PayloadEngine(cfg.parser_rules, cfg.devices,
                                    default_country_code=cfg.gateway.default_country_code)
         if cfg.mqtt is not None and cfg.mqtt.enabled and cfg.mqtt.homeassistant:
             from modemd.payload.discovery import discovery_messages

@@ -14,6 +14,10 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modemd.config import ModemConfig
 
 __all__ = ["main", "parse_run", "run_daemon", "setup_logging"]
 
@@ -41,7 +45,7 @@ def parse_run(argv: list[str]) -> tuple[Path, str] | None:
         args.pop(0)
     if not args or args[0] != "run":
         return None
-    from modemd.config import DEFAULT_CONFIG_PATH
+    from modemd.settings import DEFAULT_CONFIG_PATH
 
     config = os.environ.get("MODEMD_CONFIG") or str(DEFAULT_CONFIG_PATH)
     level = "INFO"
@@ -79,30 +83,34 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _find_port(modem: ModemConfig) -> str | None:
+    """Where a modem named by its identity went (the USB tables load when a port is lost)."""
+    from modemd.modem.discovery import find_port_by_identity
+
+    return find_port_by_identity(modem)
+
+
 def run_daemon(config: Path, log_level: str) -> None:
     """Run the daemon in the foreground until a signal or a fatal error (SystemExit then:
     2 when the config or the store's version must change, 1 when another try may work)."""
-    from modemd.config import load_config
+    from modemd.config_view import read_config_apart
     from modemd.errors import ConfigError, ModemdError
 
     setup_logging(log_level)
     try:
-        cfg = load_config(config)
+        cfg, warnings = read_config_apart(config)  # the validation library stays in the child
     except ConfigError as exc:
         _say(f"configuration error{'s' if len(exc.problems) > 1 else ''} in {config}:")
         for key, message in exc.problems:
             _say(f"  {key}: {message}")
         raise SystemExit(2) from None
-    from modemd import config_checks
-
-    for key, message in config_checks.warnings(cfg):  # also in the journal, not only in check
+    for key, message in warnings:  # also in the journal, not only in `config check`
         logging.getLogger("modemd").warning("config %s: %s", key, message)
     from modemd.cli_support import describe_os_error
     from modemd.daemon import Daemon
-    from modemd.modem.discovery import find_port_by_identity
     from modemd.store.migrations import StoreVersionError
 
-    daemon = Daemon(cfg, port_resolver=find_port_by_identity)
+    daemon = Daemon(cfg, port_resolver=_find_port)
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
     try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modemd.config import DEFAULT_CONFIG_PATH
+from modemd.settings import DEFAULT_CONFIG_PATH
 
 if TYPE_CHECKING:
     from modemd.store import Store

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from modemd.config import config_from_dict
-from modemd.daemon import Daemon, rules_with_default_measurement
+from modemd.daemon import Daemon
 from modemd.simulator import SimulatedModem
 from modemd.store import Store
 from tests.helpers import load, on_sim, unique_pdus, wait_until, write_config
@@ -59,9 +59,9 @@ def test_influx_measurement_is_the_default_for_rules_without_one() -> None:
         "influx": {"url": "http://127.0.0.1:8428", "bucket": "b", "measurement": "field"},
         "parser": [{"name": "plain", **rule}, {"name": "own", "measurement": "pumps", **rule}],
     })
-    assert [r.measurement for r in rules_with_default_measurement(cfg)] == ["field", "pumps"]
+    assert [r.measurement for r in cfg.parser_rules] == ["field", "pumps"]
     plain = config_from_dict({"parser": [{"name": "plain", **rule}]})
-    assert [r.measurement for r in rules_with_default_measurement(plain)] == ["device_status"]
+    assert [r.measurement for r in plain.parser_rules] == ["device_status"]
 
 
 @contextmanager

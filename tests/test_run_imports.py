@@ -53,7 +53,14 @@ _OPTIONAL = {
     "Home Assistant discovery": ("modemd.payload.discovery",),
     "the CLI": ("typer", "click", "modemd.cli"),
     "number plans and the regex engine": ("phonenumbers", "regex"),
+    # paho imports urllib.request for proxy settings; modemd.sinks defers it to its first use
+    "urllib.request run (http.client, email)": ("http.client", "email"),
 }
+
+#: never in the daemon, whatever it runs: the config is validated in a child process and the
+#: daemon runs on plain views of it (pydantic and the models are about 14 MiB)
+_VALIDATION = ("pydantic", "pydantic_core", "modemd.config", "modemd.payload.config",
+               "modemd.config_checks")
 
 
 def modules_of_run(tmp_path: Path, extra: str = "") -> set[str]:
@@ -79,6 +86,7 @@ def test_one_modem_and_mqtt_load_no_code_of_features_not_configured(tmp_path: Pa
     unwanted = {feature: [p for p in prefixes if loaded(modules, p)]
                 for feature, prefixes in _OPTIONAL.items()}
     assert not {feature: found for feature, found in unwanted.items() if found}
+    assert not [prefix for prefix in _VALIDATION if loaded(modules, prefix)]
 
 
 @pytest.mark.parametrize(("extra", "feature"), [
@@ -89,3 +97,49 @@ def test_a_feature_configured_loads_its_code(tmp_path: Path, extra: str, feature
     modules = modules_of_run(tmp_path, extra)
     assert all(loaded(modules, prefix) for prefix in _OPTIONAL[feature]
                if prefix != "six" or loaded(modules, "smpplib")), sorted(modules)
+    assert not [prefix for prefix in _VALIDATION if loaded(modules, prefix)]
+
+
+def test_every_feature_at_once_runs_without_the_validation_library(tmp_path: Path) -> None:
+    """Parser rules of each kind, the device registry, InfluxDB, verify, sending over a
+    transceiver: the daemon still runs on the plain views of its config."""
+    rules = "".join((REPO / "config" / name).read_text(encoding="utf-8")
+                    for name in ("devices-pump.toml", "devices-tracker.toml",
+                                 "devices-watermeter.toml"))
+    extra = (
+        '\n[influx]\nurl = "http://127.0.0.1:9"\norg = "o"\nbucket = "b"\n'
+        "\n[verify]\nenabled = true\n"
+        '\n[send]\nenabled = true\nallowed_destinations = ["+49*"]\nmodem = "agg"\n'
+        '\n[[smpp]]\nname = "agg"\nhost = "127.0.0.1"\nport = 9\nsystem_id = "gw"\n'
+        'bind = "transceiver"\n\n' + rules)
+    modules = modules_of_run(tmp_path, extra)
+    assert {"modemd.payload.engine", "modemd.sinks.influx", "modemd.send.smpp"} <= modules
+    assert not [prefix for prefix in _VALIDATION if loaded(modules, prefix)]
+
+
+_FIRST_USE = """
+import sys, threading
+import modemd.sinks
+import paho.mqtt.client
+assert "http.client" not in sys.modules, "urllib.request ran at import"
+import urllib.request
+found = []
+threads = [threading.Thread(target=lambda: found.append(urllib.request.getproxies))
+           for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+real = sys.modules["urllib.request"]
+assert all(f is real.getproxies for f in found), found
+assert urllib.request is real and "http.client" in sys.modules
+from urllib.request import Request
+assert Request is real.Request
+print("ok")
+"""
+
+
+def test_urllib_request_runs_on_its_first_use_and_is_then_the_real_module() -> None:
+    done = subprocess.run([sys.executable, "-c", _FIRST_USE], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "ok", done.stdout + done.stderr

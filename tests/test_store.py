@@ -38,6 +38,22 @@ def test_the_ingest_commit_is_durable_wal_and_full_sync(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_opening_thread_keeps_the_opening_connection(tmp_path: Path) -> None:
+    """A connection is about 150 KiB: the one that opened (and migrated) the store becomes the
+    opening thread's durable one, and a read-only view's its only one."""
+    store = Store(tmp_path)
+    with store.db.transaction(durable=True) as conn:
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    normal = store.db.connection()
+    assert normal.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert len(store.db._connections) == 2
+    store.close()
+    view = Store(tmp_path, readonly=True)
+    view.db.connection().execute("SELECT count(*) FROM messages").fetchone()
+    assert len(view.db._connections) == 1
+    view.close()
+
+
 def enqueue(store: Store, n: int, sink: str = "mqtt") -> None:
     with store.db.transaction() as conn:
         for i in range(n):

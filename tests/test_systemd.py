@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from modemd.config import load_config
+from modemd.config_view import freeze
 from modemd.daemon import Daemon, mqtt_settings
 from modemd.simulator.modem import SimulatedModem
 from modemd.systemd import Notifier
@@ -102,13 +103,14 @@ def test_empty_credential_means_no_secret(tmp_path: Path, monkeypatch: pytest.Mo
                        modems=[{"name": "m1", "port": "/dev/null", "pin_file": "sim-pin"}],
                        mqtt={"host": "localhost", "username": "u",
                              "password_file": "mqtt-password"})
-    config = load_config(cfg)
-    settings = mqtt_settings(config)
-    assert settings is not None and settings.password is None
-    assert not config.modem[0].resolved_pin()
-    (creds / "mqtt-password").write_text("s3cret\n")
-    settings = mqtt_settings(config)
-    assert settings is not None and settings.password == "s3cret"
+    for config in (load_config(cfg), freeze(load_config(cfg))):  # as validated, as `run` runs
+        (creds / "mqtt-password").write_text("\n")
+        settings = mqtt_settings(config)
+        assert settings is not None and settings.password is None
+        assert not config.modem[0].resolved_pin()
+        (creds / "mqtt-password").write_text("s3cret\n")
+        settings = mqtt_settings(config)
+        assert settings is not None and settings.password == "s3cret"
 
 
 # --- the unit file --------------------------------------------------------------------------------

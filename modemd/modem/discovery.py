@@ -10,14 +10,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modemd.config import ModemConfig
 from modemd.errors import ModemdError
 from modemd.modem.huawei_ports import read_port_roles
 from modemd.modem.profiles import PROFILES
 from modemd.modem.usb_ids import NOT_MODEMS, USB_MODEMS, UsbInterface, modem_for
 from modemd.transport.port_users import MODEMMANAGER_FIX
+
+if TYPE_CHECKING:
+    from modemd.config import ModemConfig
 
 log = logging.getLogger(__name__)
 

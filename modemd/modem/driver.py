@@ -30,12 +30,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from modemd.at import responses as at
 from modemd.at.answers import IMEI, IMSI, NOTHING, Answer, prefixed
 from modemd.at.events import Garbage, ResultKind, Urc
 from modemd.backoff import Backoff
-from modemd.config import ModemConfig
 from modemd.errors import (
     ATError,
     CommandFailed,
@@ -61,6 +61,9 @@ from modemd.modem.session import ATSession, Response
 from modemd.modem.state import ModemIdentity, ModemState, Phase
 from modemd.store.journal import CommitResult, RawWriter, RecordMode
 from modemd.transport import SerialTransport, Transport
+
+if TYPE_CHECKING:
+    from modemd.config import ModemConfig
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,12 @@ import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from modemd.config import ModemConfig
 from modemd.transport.port_users import MODEMMANAGER_FIX, modemmanager_active
+
+if TYPE_CHECKING:
+    from modemd.config import ModemConfig
 
 log = logging.getLogger(__name__)
 

@@ -50,6 +50,7 @@ from modemd.payload.senders import (
     normalise_e164,
     pattern_problem,
 )
+from modemd.payload.spec import MAX_DEVICE_ID_LEN, device_id_problem
 
 if TYPE_CHECKING:
     from modemd.payload.regexes import Pattern
@@ -96,11 +97,8 @@ STATE_CLASSES = frozenset({"measurement", "total", "total_increasing", "measurem
 #: struct codes a binary field may use (endianness comes from the rule's ``byte_order``).
 STRUCT_CODES = frozenset("bBhHiIqQefd")
 FLOAT_STRUCT_CODES = frozenset("efd")
-MAX_DEVICE_ID_LEN = 64
 MAX_LABEL_LEN = 128
 MAX_REGEX_LEN = 2000
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 
 _KV_OPTIONS = ("pair_separator", "kv_separator")
 _CSV_OPTIONS = ("delimiter", "columns")
@@ -112,25 +110,6 @@ _FORMAT_OPTIONS: dict[str, tuple[str, ...]] = {
     "regex": _REGEX_OPTIONS,
     "binary": _BINARY_OPTIONS,
 }
-
-
-def device_id_problem(value: object) -> str | None:
-    """Why *value* cannot be a device id (an MQTT topic level and a tag), or ``None``.
-
-    A device id is 1-64 printable characters without whitespace and without ``/``, ``+``, ``#``.
-    """
-    if not isinstance(value, str):
-        return "device id must be a string"
-    if not value:
-        return "device id is empty"
-    if len(value) > MAX_DEVICE_ID_LEN:
-        return f"device id longer than {MAX_DEVICE_ID_LEN} characters"
-    for ch in value:
-        if ch in "/+#":
-            return f"device id contains {ch!r}"
-        if not ch.isprintable() or ch.isspace():
-            return "device id contains whitespace or control characters"
-    return None
 
 
 def _label_problem(value: str, what: str) -> str | None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
-from modemd.payload.config import INT64_MAX, INT64_MIN, FieldSpec
 from modemd.payload.formats import show
 from modemd.payload.model import FieldValue
+from modemd.payload.spec import INT64_MAX, INT64_MIN
+
+if TYPE_CHECKING:
+    from modemd.payload.config import FieldSpec
 
 __all__ = ["FALSE_WORDS", "MAX_STRING_CHARS", "TRUE_WORDS", "ConversionError", "convert"]
 

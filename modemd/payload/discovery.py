@@ -24,19 +24,15 @@ import hashlib
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modemd import __version__
-from modemd.payload.config import (
-    DeviceSpec,
-    FieldSpec,
-    FieldType,
-    ParserRule,
-    TrackerSpec,
-    device_id_problem,
-)
 from modemd.payload.model import Reading
 from modemd.payload.senders import SenderPatterns
+from modemd.payload.spec import device_id_problem
+
+if TYPE_CHECKING:
+    from modemd.payload.config import DeviceSpec, FieldSpec, FieldType, ParserRule, TrackerSpec
 
 __all__ = [
     "MODEM_SENSORS",
@@ -274,6 +270,8 @@ def _field_entity(
 def _specs_of_reading(reading: Reading) -> Iterable[FieldSpec]:
     if reading.field_specs:
         return reading.field_specs.values()
+    from modemd.payload.config import FieldSpec  # a reading made without a rule: not the daemon's
+
     specs = []
     for name, value in reading.fields.items():
         kind: FieldType = (

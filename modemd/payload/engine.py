@@ -17,13 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modemd.errors import ConfigError, PayloadError
-from modemd.payload.config import (
-    DeviceSpec,
-    FieldSpec,
-    ParserRule,
-    PayloadConfig,
-    device_id_problem,
-)
 from modemd.payload.convert import ConversionError, convert
 from modemd.payload.formats import (
     MAX_DATA_BYTES,
@@ -42,8 +35,10 @@ from modemd.payload.senders import (
     normalise_e164,
     sender_type,
 )
+from modemd.payload.spec import device_id_problem
 
 if TYPE_CHECKING:
+    from modemd.payload.config import DeviceSpec, FieldSpec, ParserRule, PayloadConfig
     from modemd.payload.regexes import Pattern
 
 __all__ = ["PayloadEngine"]

@@ -12,16 +12,18 @@ them to the field types is :mod:`modemd.payload.convert`'s job.
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import re
 import struct
 from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from modemd.errors import PayloadError
-from modemd.payload.config import ParserRule
 from modemd.payload.regexes import compile_pattern, search
+
+if TYPE_CHECKING:
+    from modemd.payload.config import ParserRule
 
 __all__ = [
     "MAX_DATA_BYTES",
@@ -44,7 +46,7 @@ MAX_TEXT_CHARS = 40_000
 MAX_DATA_BYTES = 40_000
 
 RawValues = dict[str, object]
-TextParser = Callable[[str, ParserRule], RawValues]
+TextParser = Callable[[str, "ParserRule"], RawValues]
 
 
 def show(value: object, limit: int = 40) -> str:
@@ -174,6 +176,8 @@ def parse_csv(text: str, rule: ParserRule) -> RawValues:
     """
     if "\n" in text or "\r" in text:
         raise PayloadError("CSV payload has more than one line", rule=rule.name)
+    import csv  # here: a daemon without csv rules does not carry it
+
     try:
         rows = list(csv.reader([text], delimiter=rule.delimiter, strict=True))
     except csv.Error as exc:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modemd.payload.config import DeviceSpec, FieldSpec
+if TYPE_CHECKING:
+    from modemd.payload.config import DeviceSpec, FieldSpec
+
 
 __all__ = ["FieldValue", "InboundMessage", "Reading"]
 

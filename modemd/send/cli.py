@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from modemd.config import DEFAULT_CONFIG_PATH
+from modemd.settings import DEFAULT_CONFIG_PATH
 
 sms_app = typer.Typer(help="Send SMS through the running daemon and follow them.",
                       no_args_is_help=True)

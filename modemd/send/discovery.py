@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modemd.config import SendConfig
-from modemd.payload.config import DeviceSpec
 from modemd.payload.discovery import (
     _availability,
     _device_block,
@@ -22,6 +20,10 @@ from modemd.payload.discovery import (
     _slug,
     topic_id,
 )
+
+if TYPE_CHECKING:
+    from modemd.config import SendConfig
+    from modemd.payload.config import DeviceSpec
 
 DiscoveryMessage = tuple[str, dict[str, Any]]
 

@@ -4,11 +4,13 @@ ranges, and the hourly limit. Each check gives the reason a refused request carr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modemd.config import SendConfig
 from modemd.payload.senders import SenderPatterns
 from modemd.send.request import SendRequest
+
+if TYPE_CHECKING:
+    from modemd.config import SendConfig
 
 # libphonenumber's numbering plans say which ranges cost extra; loaded on first use (a
 # daemon that sends nothing does not carry them)

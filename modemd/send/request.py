@@ -15,9 +15,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from modemd.config import parse_duration
 from modemd.errors import ModemdError
 from modemd.payload.senders import normalise_e164
+from modemd.settings import parse_duration
 
 MAX_ID_LENGTH = 64
 MAX_TEXT_LENGTH = 10_000

@@ -17,9 +17,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modemd.config import SendConfig
 from modemd.modem.sending import SendJob, SubmitError
 from modemd.send.policy import SendPolicy
 from modemd.send.request import RequestRefused, SendRequest, parse_request
@@ -37,6 +36,9 @@ from modemd.store.sendq import (
     SendRow,
     smsc_key,
 )
+
+if TYPE_CHECKING:
+    from modemd.config import SendConfig
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modemd.config import Config
 from modemd.send.service import SendService
 from modemd.sinks.mqtt import Renderer, Request, RequestRoute, Topics
 from modemd.store import Store
+
+if TYPE_CHECKING:
+    from modemd.config import Config
 
 
 def mqtt_enabled(config: Config) -> bool:

@@ -143,6 +143,9 @@ class Database:
             conn = self._open_readonly() if readonly else self._open_writable()
             self.clock = clock or StoreClock(StoreClock.load(conn))
             self._identity = self._stat_identity()
+            # from here on this thread's (a connection costs about 150 KiB): the writable one
+            # was configured durable, and the daemon's start sweeps durably on this thread
+            setattr(self._local, "normal" if readonly else "durable", conn)
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(f"{path}: cannot open the store: {exc}") from exc

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from modemd.config import parse_duration
 from modemd.errors import StoreError
 from modemd.payload.senders import normalise_e164
+from modemd.settings import parse_duration
 from modemd.store import Store
 from modemd.store.outbox import Outbox
 from modemd.verify import codes

@@ -90,7 +90,11 @@ function pump() {
     if (!session) {
       return;
     }
-    send(session, queue.shift(), entry);
+    if (!send(session, queue.shift(), entry)) {
+      // the socket is gone but its 'close' has not come yet: wait for it (or a new bind)
+      // instead of trying the same key again and again, which froze the event loop
+      return;
+    }
   }
 }
 
@@ -123,6 +127,7 @@ function send(session, key, entry) {
     inFlight -= 1;
     queue.unshift(key);
   }
+  return sent;
 }
 
 function deliver(key, fields, via, command) {

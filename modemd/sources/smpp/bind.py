@@ -10,9 +10,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modemd.config import SmppConfig
 from modemd.sms.smpp import Alphabets
 from modemd.sources.smpp.session import (
     BindRefused,
@@ -23,6 +22,9 @@ from modemd.sources.smpp.session import (
     SubmitResult,
 )
 from modemd.store.committer import GroupCommitter
+
+if TYPE_CHECKING:
+    from modemd.config import SmppConfig
 
 log = logging.getLogger(__name__)
 
