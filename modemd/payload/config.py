@@ -40,9 +40,8 @@ from pydantic import (
 )
 
 from modemd.errors import ConfigError
-from modemd.payload import regexes
 from modemd.payload.ha_tables import device_class_problems
-from modemd.payload.regexes import compile_pattern
+from modemd.payload.regexes import PatternError, compile_pattern
 from modemd.payload.senders import (
     AllowList,
     SenderPatterns,
@@ -127,7 +126,7 @@ def _regex_problem(pattern: str) -> tuple[Pattern | None, str | None]:
         return None, f"regular expression longer than {MAX_REGEX_LEN} characters"
     try:  # with the engine that runs it (modemd.payload.regexes)
         return compile_pattern(pattern), None
-    except regexes.RegexError as exc:
+    except PatternError as exc:
         return None, f"invalid regular expression: {exc}"
 
 
