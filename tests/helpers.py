@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from modemd.config import Config, load_config
+from modemd.config_view import freeze
 from modemd.sms.encode import encode_deliver
 from modemd.store import Store
 
@@ -78,7 +79,15 @@ def write_config(path: Path, *, state_dir: Path, modems: Sequence[dict[str, Any]
 
 
 def load(path: Path) -> Config:
-    return load_config(path)
+    """The config at *path* as `modemd run` runs on it: views of the validated models
+    (modemd.config_view), so the daemons the tests build run the daemon's own code path."""
+    return cast("Config", freeze(load_config(path)))
+
+
+def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """*code* in a fresh interpreter in the repository: what a new process loads and does."""
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, check=False)
 
 
 def journal_rows(state_dir: Path) -> list[Any]:

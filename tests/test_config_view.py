@@ -11,8 +11,6 @@ import inspect
 import marshal
 import os
 import signal
-import subprocess
-import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from modemd.config_view import ConfigView, decode, encode, freeze, read_config_a
 from modemd.errors import ConfigError, ModemdError
 from modemd.payload import config as payload_models
 from modemd.settings import Secret
-from tests.helpers import REPO
+from tests.helpers import REPO, run_python
 
 #: model methods the running daemon never calls, so its views need not have them
 MODEL_ONLY = {
@@ -167,8 +165,7 @@ def test_a_view_crosses_to_a_process_without_pydantic_and_answers_there(tmp_path
         " view.gateway.state_dir)\n"
         "import modemd.daemon\n"
         "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'modemd.config'))))\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = run_python(probe)
     assert done.returncode == 0, done.stderr
     first, modules = done.stdout.splitlines()
     assert first == f"{cfg.senders()} {cfg.parser_rules[0].output_specs[0].is_numeric} " \

@@ -9,8 +9,6 @@ group or escape outside a short list) runs on ``re``, so a config whose rules on
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 import regex
@@ -18,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modemd.payload.regexes import PatternError, compile_pattern, search, without_backtracking
-from tests.helpers import REPO
+from tests.helpers import run_python
 
 SIMPLE = ["^ID=", "^ID=PUMP", "STATUS", "^T[0-9]$", r"\d\d:\d\d", "^a.b$", "[A-Z][A-Z]=",
           r"^\+49", "x y", "ÄÖÜ", r"\.", "[^,;]", r"\*", "[*+?]", r"^\(1\)$", r"[\d.]"]
@@ -75,6 +73,5 @@ def test_simple_rules_leave_the_regex_module_unloaded() -> None:
              "print(found.group(), 'regex' in sys.modules)\n"
              "compile_pattern('^ID=(?P<id>[A-Z0-9]+)')\n"
              "print('regex' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = run_python(probe)
     assert done.stdout.split() == ["ID=PUMP", "False", "True"], done.stderr

@@ -8,13 +8,11 @@ that writes its ``sys.modules`` to a file once it logs "modemd started", then st
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, write_config
+from tests.helpers import REPO, run_python, write_config
 from tests.mosquitto import free_port
 
 #: the daemon, with a handler on its own logger (run_daemon resets only the root's) that
@@ -68,8 +66,7 @@ def modules_of_run(tmp_path: Path, extra: str = "") -> set[str]:
                           modems=[{"name": "m1", "port": str(tmp_path / "no-such-port")}],
                           mqtt={"host": "127.0.0.1", "port": free_port()}, extra=extra)
     report = tmp_path / "modules.json"
-    done = subprocess.run([sys.executable, "-c", _PROBE, str(config), str(report)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = run_python(_PROBE, str(config), str(report), timeout=120)
     output = done.stdout + done.stderr
     assert report.exists(), f"the daemon did not start (exit {done.returncode}):\n{output[-3000:]}"
     assert "Traceback" not in output, output[-3000:]
@@ -140,6 +137,5 @@ print("ok")
 
 
 def test_urllib_request_runs_on_its_first_use_and_is_then_the_real_module() -> None:
-    done = subprocess.run([sys.executable, "-c", _FIRST_USE], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = run_python(_FIRST_USE)
     assert done.stdout.strip() == "ok", done.stdout + done.stderr
