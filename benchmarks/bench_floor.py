@@ -23,7 +23,6 @@ within 1.25x of one modem's.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import Arrivals, Daemon, config_for, machine, print_json, sample, summary_ms
+from common import (
+    Arrivals,
+    Daemon,
+    config_for,
+    machine,
+    print_json,
+    run_from_bytecode,
+    sample,
+    summary_ms,
+)
 
 from modemd.simulator import SimulatedModem
 from modemd.store.journal import raw_id_for
@@ -112,15 +120,6 @@ def measure(name: str, sims: list[SimulatedModem], pid: int, arrivals: Arrivals,
         "rss_mib": round(after.rss_kib / 1024, 1),
         "peak_rss_mib": round(after.hwm_kib / 1024, 1),
     }
-
-
-def run_from_bytecode() -> None:
-    """modemd loads .pyc files, as installed: PYTHONDONTWRITEBYTECODE (set in some shells and
-    CI) would make it compile its code from source at every start, which leaves about 0.5-2
-    MiB more resident than loading compiled code (the bridge is one small script)."""
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "modemd")],
-                   check=True)
 
 
 def with_sims(count: int, body: Callable[[list[SimulatedModem]], dict[str, Any]],
