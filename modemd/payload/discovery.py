@@ -433,11 +433,8 @@ def modem_discovery_messages(
         block["sw_version"] = firmware
     block["via_device"] = _gateway_identifier(gateway_id)
     return _health_entities(
-        MODEM_SENSORS, block=block, unique_prefix=f"modemd_modem_{key}",
-        slug_prefix=f"{gateway_id}_modem_{modem_name}",
-        node=topic_id(f"{gateway_id}_modem_{modem_name}"),
-        state_topic=f"{base_topic}/{gateway_id}/modem/{modem_name}/state",
-        availability=_availability(base_topic, gateway_id), discovery_prefix=discovery_prefix,
+        MODEM_SENSORS, block=block, unique_prefix=f"modemd_modem_{key}", gateway_id=gateway_id,
+        source=("modem", modem_name), base_topic=base_topic, discovery_prefix=discovery_prefix,
         legacy_object_id=legacy_object_id)
 
 
@@ -475,11 +472,8 @@ def smpp_discovery_messages(
     }
     return _health_entities(
         SMPP_SENSORS, block=block, unique_prefix=f"modemd_smpp_{gateway_id}_{bind_name}",
-        slug_prefix=f"{gateway_id}_smpp_{bind_name}",
-        node=topic_id(f"{gateway_id}_smpp_{bind_name}"),
-        state_topic=f"{base_topic}/{gateway_id}/smpp/{bind_name}/state",
-        availability=_availability(base_topic, gateway_id), discovery_prefix=discovery_prefix,
-        legacy_object_id=legacy_object_id)
+        gateway_id=gateway_id, source=("smpp", bind_name), base_topic=base_topic,
+        discovery_prefix=discovery_prefix, legacy_object_id=legacy_object_id)
 
 
 def _health_entities(
@@ -487,15 +481,20 @@ def _health_entities(
     *,
     block: dict[str, Any],
     unique_prefix: str,
-    slug_prefix: str,
-    node: str,
-    state_topic: str,
-    availability: list[dict[str, str]],
+    gateway_id: str,
+    source: tuple[str, str],
+    base_topic: str,
     discovery_prefix: str,
     legacy_object_id: bool,
 ) -> list[DiscoveryMessage]:
-    """Diagnostic sensors read from a retained state document, and its ``online`` flag as a
-    connectivity binary sensor."""
+    """Diagnostic sensors read from the retained ``<base>/<gw>/<kind>/<name>/state`` document
+    of a source (*source* is ``(kind, name)``: a modem or an SMPP bind), and its ``online``
+    flag as a connectivity binary sensor."""
+    kind, name = source
+    slug_prefix = f"{gateway_id}_{kind}_{name}"
+    node = topic_id(slug_prefix)
+    state_topic = f"{base_topic}/{gateway_id}/{kind}/{name}/state"
+    availability = _availability(base_topic, gateway_id)
     messages: list[DiscoveryMessage] = []
     for sensor in sensors:
         payload: dict[str, Any] = {"name": sensor.name}
